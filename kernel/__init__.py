@@ -1,0 +1,35 @@
+"""Everything's kernel. This module's exports are the public API for plugins; the rest is private.
+
+A plugin imports from ``kernel`` only::
+
+    from kernel import Feature, Manifest, hookimpl
+"""
+
+from kernel.app import Kernel, create_app, get_kernel
+from kernel.contract import Feature, Manifest, NavItem, ProfileAction
+from kernel.errors import ApiError
+from kernel.hookspecs import hookimpl
+from kernel.http import JSONResponse, current_user, query_limit, read_json, require_user
+from kernel.identity import User
+from kernel.web import read_form, redirect, render
+
+__all__ = [
+    "ApiError",
+    "Feature",
+    "JSONResponse",
+    "Kernel",
+    "Manifest",
+    "NavItem",
+    "ProfileAction",
+    "User",
+    "create_app",
+    "current_user",
+    "get_kernel",
+    "hookimpl",
+    "query_limit",
+    "read_form",
+    "read_json",
+    "redirect",
+    "render",
+    "require_user",
+]

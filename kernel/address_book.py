@@ -1,0 +1,385 @@
+"""The global address book: directory search, follows, contacts and blocks.
+
+Blocks win everywhere: blocking removes follows both ways and the contact
+entries both ways, and while a block stands neither side can follow the
+other or add the other as a contact.
+"""
+
+from __future__ import annotations
+
+import base64
+import json
+from dataclasses import dataclass
+from datetime import datetime
+from typing import Any
+
+from sqlalchemy import Connection, and_, delete, exists, insert, or_, select, update
+from sqlalchemy.exc import IntegrityError
+
+from kernel.db import Database
+from kernel.errors import ApiError
+from kernel.identity import USER_COLUMNS, Identity, User, iso, user_from_row
+from kernel.models import blocks, contacts, follows, users, utcnow
+
+# Above every character a name can hold: the end of a prefix range.
+_TOP = "\U0010ffff"
+
+
+@dataclass(frozen=True)
+class Page:
+    results: list[Any]
+    next_cursor: str | None
+
+
+def encode_cursor(*parts: Any) -> str:
+    return base64.urlsafe_b64encode(json.dumps(parts, separators=(",", ":")).encode()).decode().rstrip("=")
+
+
+def decode_cursor(cursor: str | None, arity: int) -> list[Any] | None:
+    """The parts of a cursor made by :func:`encode_cursor`; 422 ``invalid_cursor`` when it is not one."""
+    if not cursor:
+        return None
+    try:
+        padded = cursor + "=" * (-len(cursor) % 4)
+        parts = json.loads(base64.urlsafe_b64decode(padded.encode()))
+    except (ValueError, TypeError):
+        parts = None
+    if not isinstance(parts, list) or len(parts) != arity:
+        raise ApiError(422, "invalid_cursor", "cursor: not a cursor this endpoint gave out", field="cursor")
+    return parts
+
+
+class AddressBook:
+    """Relations between users, and the directory over all of them."""
+
+    def __init__(self, db: Database, identity: Identity) -> None:
+        self.db = db
+        self.identity = identity
+
+    # Relations plugins ask about --------------------------------------------
+
+    def is_blocked(self, a: int, b: int) -> bool:
+        """True when either user has blocked the other."""
+        query = select(
+            exists().where(
+                or_(
+                    and_(blocks.c.blocker_id == a, blocks.c.blocked_id == b),
+                    and_(blocks.c.blocker_id == b, blocks.c.blocked_id == a),
+                )
+            )
+        )
+        return self.db.read(lambda conn: conn.execute(query).scalar_one())
+
+    def has_blocked(self, blocker: int, blocked: int) -> bool:
+        """True when ``blocker`` has blocked ``blocked`` (one direction only)."""
+        query = select(exists().where(blocks.c.blocker_id == blocker, blocks.c.blocked_id == blocked))
+        return self.db.read(lambda conn: conn.execute(query).scalar_one())
+
+    def follows(self, follower: int, followee: int) -> bool:
+        """True when ``follower`` follows ``followee``."""
+        query = select(exists().where(follows.c.follower_id == follower, follows.c.followee_id == followee))
+        return self.db.read(lambda conn: conn.execute(query).scalar_one())
+
+    def in_contacts(self, owner: int, other: int) -> bool:
+        """True when ``other`` is in ``owner``'s address book."""
+        query = select(exists().where(contacts.c.owner_id == owner, contacts.c.contact_id == other))
+        return self.db.read(lambda conn: conn.execute(query).scalar_one())
+
+    def relation(self, viewer: int, other: int) -> dict[str, bool]:
+        """Everything a profile page shows about the viewer's ties to ``other``, in one read."""
+
+        def work(conn: Connection) -> dict[str, bool]:
+            def has(condition: Any) -> bool:
+                return conn.execute(select(exists().where(condition))).scalar_one()
+
+            return {
+                "following": has(and_(follows.c.follower_id == viewer, follows.c.followee_id == other)),
+                "followed_by": has(and_(follows.c.follower_id == other, follows.c.followee_id == viewer)),
+                "in_contacts": has(and_(contacts.c.owner_id == viewer, contacts.c.contact_id == other)),
+                "blocking": has(and_(blocks.c.blocker_id == viewer, blocks.c.blocked_id == other)),
+                "blocked_by": has(and_(blocks.c.blocker_id == other, blocks.c.blocked_id == viewer)),
+            }
+
+        return self.db.read(work)
+
+    # Follows -----------------------------------------------------------------
+
+    def follow(self, follower: User, followee: User) -> None:
+        """Follow; a no-op when already following. 403 ``blocked`` across a block."""
+        if follower.id == followee.id:
+            raise ApiError(422, "cannot_follow_self", "You cannot follow yourself.")
+
+        def work(conn: Connection) -> None:
+            _refuse_across_block(conn, follower.id, followee.id, "follow")
+            already = conn.execute(
+                select(exists().where(follows.c.follower_id == follower.id, follows.c.followee_id == followee.id))
+            ).scalar_one()
+            if already:
+                return
+            conn.execute(insert(follows).values(follower_id=follower.id, followee_id=followee.id, created_at=utcnow()))
+            _bump_counts(conn, follower.id, followee.id, +1)
+
+        self._write_relation(work)
+        self.identity.forget_user(follower.id, followee.id)
+
+    def unfollow(self, follower: User, followee: User) -> None:
+        def work(conn: Connection) -> None:
+            _remove_follow(conn, follower.id, followee.id)
+
+        self._write_relation(work)
+        self.identity.forget_user(follower.id, followee.id)
+
+    def followers(self, user: User, cursor: str | None, limit: int) -> Page:
+        return self._follow_page(user, cursor, limit, mine=follows.c.followee_id, theirs=follows.c.follower_id)
+
+    def following(self, user: User, cursor: str | None, limit: int) -> Page:
+        return self._follow_page(user, cursor, limit, mine=follows.c.follower_id, theirs=follows.c.followee_id)
+
+    def _follow_page(self, user: User, cursor: str | None, limit: int, mine: Any, theirs: Any) -> Page:
+        after = decode_cursor(cursor, 2)
+        query = (
+            select(*USER_COLUMNS, follows.c.created_at.label("since"))
+            .join(follows, theirs == users.c.id)
+            .where(mine == user.id)
+            .order_by(follows.c.created_at.desc(), users.c.id.desc())
+            .limit(limit + 1)
+        )
+        if after is not None:
+            since = _parse_time(after[0])
+            query = query.where(
+                or_(follows.c.created_at < since, and_(follows.c.created_at == since, users.c.id < after[1]))
+            )
+        rows = self.db.read(lambda conn: conn.execute(query).all())
+        more = len(rows) > limit
+        rows = rows[:limit]
+        next_cursor = encode_cursor(rows[-1].since.isoformat(), rows[-1].id) if more else None
+        return Page([user_from_row(row) for row in rows], next_cursor)
+
+    # Contacts ----------------------------------------------------------------
+
+    def add_contact(self, owner: User, other: User, nickname: str) -> dict[str, Any]:
+        """Add or update a contact; 403 ``blocked`` across a block."""
+        if owner.id == other.id:
+            raise ApiError(422, "cannot_add_self", "You cannot add yourself to your contacts.")
+
+        def work(conn: Connection) -> bool:
+            _refuse_across_block(conn, owner.id, other.id, "add")
+            changed = conn.execute(
+                update(contacts)
+                .where(contacts.c.owner_id == owner.id, contacts.c.contact_id == other.id)
+                .values(nickname=nickname)
+            ).rowcount
+            if not changed:
+                conn.execute(insert(contacts).values(owner_id=owner.id, contact_id=other.id, nickname=nickname, created_at=utcnow()))
+            return not changed
+
+        created = self._write_relation(work)
+        return {"user": other, "nickname": nickname, "created": created}
+
+    def remove_contact(self, owner: User, other: User) -> None:
+        self.db.write(
+            lambda conn: conn.execute(delete(contacts).where(contacts.c.owner_id == owner.id, contacts.c.contact_id == other.id))
+        )
+
+    def list_contacts(self, owner: User, cursor: str | None, limit: int) -> Page:
+        after = decode_cursor(cursor, 1)
+        query = (
+            select(*USER_COLUMNS, contacts.c.nickname, contacts.c.created_at.label("added_at"))
+            .join(contacts, contacts.c.contact_id == users.c.id)
+            .where(contacts.c.owner_id == owner.id)
+            .order_by(users.c.username_lower)
+            .limit(limit + 1)
+        )
+        if after is not None:
+            query = query.where(users.c.username_lower > str(after[0]))
+        rows = self.db.read(lambda conn: conn.execute(query).all())
+        more = len(rows) > limit
+        rows = rows[:limit]
+        results = [{"user": user_from_row(row), "nickname": row.nickname, "added_at": iso(row.added_at)} for row in rows]
+        return Page(results, encode_cursor(rows[-1].username.lower()) if more else None)
+
+    # Blocks ------------------------------------------------------------------
+
+    def block(self, blocker: User, blocked: User) -> None:
+        """Block, removing follows and contacts both ways; a no-op when already blocked."""
+        if blocker.id == blocked.id:
+            raise ApiError(422, "cannot_block_self", "You cannot block yourself.")
+
+        def work(conn: Connection) -> None:
+            already = conn.execute(
+                select(exists().where(blocks.c.blocker_id == blocker.id, blocks.c.blocked_id == blocked.id))
+            ).scalar_one()
+            if already:
+                return
+            conn.execute(insert(blocks).values(blocker_id=blocker.id, blocked_id=blocked.id, created_at=utcnow()))
+            _remove_follow(conn, blocker.id, blocked.id)
+            _remove_follow(conn, blocked.id, blocker.id)
+            conn.execute(
+                delete(contacts).where(
+                    or_(
+                        and_(contacts.c.owner_id == blocker.id, contacts.c.contact_id == blocked.id),
+                        and_(contacts.c.owner_id == blocked.id, contacts.c.contact_id == blocker.id),
+                    )
+                )
+            )
+
+        self._write_relation(work)
+        self.identity.forget_user(blocker.id, blocked.id)
+
+    def unblock(self, blocker: User, blocked: User) -> None:
+        self.db.write(
+            lambda conn: conn.execute(delete(blocks).where(blocks.c.blocker_id == blocker.id, blocks.c.blocked_id == blocked.id))
+        )
+
+    def list_blocks(self, blocker: User, cursor: str | None, limit: int) -> Page:
+        after = decode_cursor(cursor, 1)
+        query = (
+            select(*USER_COLUMNS)
+            .join(blocks, blocks.c.blocked_id == users.c.id)
+            .where(blocks.c.blocker_id == blocker.id)
+            .order_by(users.c.username_lower)
+            .limit(limit + 1)
+        )
+        if after is not None:
+            query = query.where(users.c.username_lower > str(after[0]))
+        rows = self.db.read(lambda conn: conn.execute(query).all())
+        more = len(rows) > limit
+        rows = rows[:limit]
+        return Page([user_from_row(row) for row in rows], encode_cursor(rows[-1].username.lower()) if more else None)
+
+    def blocked_either_way(self, user_id: int) -> set[int]:
+        """Every user who blocked ``user_id`` or whom ``user_id`` blocked."""
+        query = select(blocks.c.blocked_id).where(blocks.c.blocker_id == user_id).union(
+            select(blocks.c.blocker_id).where(blocks.c.blocked_id == user_id)
+        )
+        return set(self.db.read(lambda conn: conn.execute(query).scalars().all()))
+
+    # Directory -----------------------------------------------------------------
+
+    def search(self, q: str, limit: int, cursor: str | None, viewer_id: int | None = None) -> Page:
+        """Prefix search over usernames and display names, case-insensitive.
+
+        Each user is listed once, at the smaller of its matching names; the
+        order is that name, then usernames before display names, then id, so
+        an exact username match always comes first. Users on either side of
+        a block with the viewer are left out.
+        """
+        prefix = " ".join(q.split()).lower().lstrip("@")
+        if not prefix:
+            return Page([], None)
+        after = decode_cursor(cursor, 3)
+        position = (str(after[0]), int(after[1]), int(after[2])) if after else None
+        hidden = self.blocked_either_way(viewer_id) if viewer_id is not None else set()
+        found: list[tuple[tuple[str, int, int], User]] = []
+        want = limit + 1
+        while len(found) < want:
+            batch, position = self.db.read(lambda conn: _directory_batch(conn, prefix, position, want + len(hidden)))
+            found.extend(item for item in batch if item[1].id not in hidden)
+            if position is None:
+                break
+        found = found[:want]
+        more = len(found) > limit
+        found = found[:limit]
+        next_cursor = encode_cursor(*found[-1][0]) if more else None
+        return Page([user for _, user in found], next_cursor)
+
+    # Shared -------------------------------------------------------------------
+
+    def _write_relation(self, work: Any) -> Any:
+        try:
+            return self.db.write(work)
+        except IntegrityError:
+            # A concurrent request wrote the same row first; the state is what was asked.
+            return None
+
+
+Key = tuple[str, int, int]
+
+
+def _directory_batch(
+    conn: Connection, prefix: str, after: Key | None, limit: int
+) -> tuple[list[tuple[Key, User]], Key | None]:
+    """Users in directory order after ``after``, and where the next batch starts.
+
+    Two index range scans of ``limit`` rows, one per name column, merged by
+    the key (name, rank, id) with rank 0 for usernames and 1 for display
+    names. A user matching on both is kept only at its smaller key. Only
+    keys up to the last row of a scan that came back full are certain to be
+    complete, so the batch stops there; the position is None when both
+    scans are exhausted.
+    """
+    top = prefix + _TOP
+    by_username = (
+        select(*USER_COLUMNS, users.c.username_lower, users.c.display_lower)
+        .where(users.c.username_lower >= prefix, users.c.username_lower < top)
+        .order_by(users.c.username_lower)
+        .limit(limit)
+    )
+    by_display = (
+        select(*USER_COLUMNS, users.c.username_lower, users.c.display_lower)
+        .where(users.c.display_lower >= prefix, users.c.display_lower < top)
+        .order_by(users.c.display_lower, users.c.id)
+        .limit(limit)
+    )
+    if after is not None:
+        name, rank, user_id = after
+        # (u, 0, id) > (name, rank, user_id) comes down to u > name: usernames are unique.
+        by_username = by_username.where(users.c.username_lower > name)
+        same_name = users.c.id > user_id if rank == 1 else users.c.id.isnot(None)
+        by_display = by_display.where(or_(users.c.display_lower > name, and_(users.c.display_lower == name, same_name)))
+    merged: list[tuple[Key, User]] = []
+    boundary: Key | None = None
+    username_rows = conn.execute(by_username).all()
+    for row in username_rows:
+        if row.display_lower.startswith(prefix) and row.display_lower < row.username_lower:
+            continue  # listed at its display name
+        merged.append(((row.username_lower, 0, row.id), user_from_row(row)))
+    if len(username_rows) == limit:
+        boundary = (username_rows[-1].username_lower, 0, username_rows[-1].id)
+    display_rows = conn.execute(by_display).all()
+    for row in display_rows:
+        if row.username_lower.startswith(prefix) and row.username_lower <= row.display_lower:
+            continue  # listed at its username
+        merged.append(((row.display_lower, 1, row.id), user_from_row(row)))
+    if len(display_rows) == limit:
+        last = (display_rows[-1].display_lower, 1, display_rows[-1].id)
+        boundary = last if boundary is None else min(boundary, last)
+    merged.sort(key=lambda item: item[0])
+    if boundary is not None:
+        merged = [item for item in merged if item[0] <= boundary]
+    return merged, boundary
+
+
+def _refuse_across_block(conn: Connection, a: int, b: int, verb: str) -> None:
+    blocked = conn.execute(
+        select(
+            exists().where(
+                or_(
+                    and_(blocks.c.blocker_id == a, blocks.c.blocked_id == b),
+                    and_(blocks.c.blocker_id == b, blocks.c.blocked_id == a),
+                )
+            )
+        )
+    ).scalar_one()
+    if blocked:
+        raise ApiError(403, "blocked", f"You cannot {verb} this user: one of you has blocked the other.")
+
+
+def _remove_follow(conn: Connection, follower: int, followee: int) -> None:
+    removed = conn.execute(
+        delete(follows).where(follows.c.follower_id == follower, follows.c.followee_id == followee)
+    ).rowcount
+    if removed:
+        _bump_counts(conn, follower, followee, -1)
+
+
+def _bump_counts(conn: Connection, follower: int, followee: int, step: int) -> None:
+    conn.execute(update(users).where(users.c.id == follower).values(following_count=users.c.following_count + step))
+    conn.execute(update(users).where(users.c.id == followee).values(followers_count=users.c.followers_count + step))
+
+
+def _parse_time(value: Any) -> datetime:
+    try:
+        return datetime.fromisoformat(str(value))
+    except ValueError:
+        raise ApiError(422, "invalid_cursor", "cursor: not a cursor this endpoint gave out", field="cursor") from None

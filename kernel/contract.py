@@ -1,0 +1,77 @@
+"""The value types that plugins hand to the kernel through the hooks."""
+
+from __future__ import annotations
+
+import re
+from dataclasses import dataclass, field
+from pathlib import Path
+
+from pydantic import BaseModel
+
+PLUGIN_NAME = re.compile(r"^[a-z][a-z0-9_]{1,31}$")
+
+
+@dataclass(frozen=True)
+class Manifest:
+    """Who a plugin is and what it needs.
+
+    :param name: lowercase identifier; also its URL namespace (``/<name>/``,
+        ``/api/<name>/``), its table prefix and its realtime message prefix.
+    :param requires: names of plugins that must be enabled for this one to run.
+    :param settings_model: a pydantic model for ``[plugins.<name>]``; None when
+        the plugin takes no settings.
+    :param templates: a folder of Jinja2 templates, reachable as ``<name>/...``.
+    :param static: a folder served at ``/static/plugins/<name>/``.
+    :param migrations: a folder of Alembic revisions forming the plugin's own
+        branch, labelled with its name; required when the plugin owns tables.
+    """
+
+    name: str
+    title: str
+    version: str
+    description: str
+    requires: tuple[str, ...] = ()
+    settings_model: type[BaseModel] | None = None
+    templates: Path | None = None
+    static: Path | None = None
+    migrations: Path | None = None
+
+
+@dataclass(frozen=True)
+class Feature:
+    """Something a plan can include, such as ``calls.video``.
+
+    :param plan: the plan that includes it unless the operator says otherwise.
+    """
+
+    key: str
+    title: str
+    description: str
+    plan: str = "free"
+
+
+@dataclass(frozen=True)
+class NavItem:
+    """An entry of the site navigation."""
+
+    label: str
+    href: str
+    order: int = 100
+    # Shown only to signed-in users when True.
+    requires_login: bool = False
+
+
+@dataclass(frozen=True)
+class ProfileAction:
+    """A button on a profile page.
+
+    With ``method`` "get" the button is a link to ``href``; otherwise it is a
+    form posting to ``href`` with the CSRF token, so it works without scripts.
+    """
+
+    label: str
+    href: str
+    method: str = "get"
+    order: int = 100
+    style: str = "secondary"
+    fields: dict[str, str] = field(default_factory=dict)

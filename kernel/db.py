@@ -1,0 +1,98 @@
+"""The database engine: SQLite (WAL) by default, PostgreSQL by URL.
+
+Route code runs blocking database work in the thread pool through
+:meth:`Database.transaction` and :meth:`Database.read`; measured here, a
+synchronous SQLAlchemy connection in a worker thread beats an async driver
+for SQLite.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Callable
+from typing import Any, TypeVar
+
+import anyio.to_thread
+from sqlalchemy import Connection, Engine, create_engine, event, text
+from sqlalchemy.pool import StaticPool
+
+T = TypeVar("T")
+
+
+def make_engine(url: str, echo: bool = False) -> Engine:
+    """Create the engine for ``url`` with the connection settings the kernel relies on."""
+    if url.startswith("sqlite"):
+        in_memory = url in ("sqlite://", "sqlite:///:memory:")
+        engine = create_engine(
+            url,
+            echo=echo,
+            connect_args={"check_same_thread": False, "timeout": 30},
+            poolclass=StaticPool if in_memory else None,
+        )
+
+        @event.listens_for(engine, "connect")
+        def _sqlite_pragmas(dbapi_connection: Any, _record: Any) -> None:
+            # Python's sqlite3 opens transactions lazily and only for DML;
+            # take over so that BEGIN covers reads too and is IMMEDIATE for
+            # writes (no "database is locked" on upgrade from read to write).
+            dbapi_connection.isolation_level = None
+            cursor = dbapi_connection.cursor()
+            cursor.execute("PRAGMA journal_mode=WAL")
+            cursor.execute("PRAGMA synchronous=NORMAL")
+            cursor.execute("PRAGMA foreign_keys=ON")
+            cursor.execute("PRAGMA busy_timeout=30000")
+            cursor.close()
+
+        @event.listens_for(engine, "begin")
+        def _sqlite_begin(connection: Connection) -> None:
+            connection.exec_driver_sql("BEGIN IMMEDIATE" if connection.info.get("write") else "BEGIN")
+
+        return engine
+    return create_engine(url, echo=echo, pool_size=10, max_overflow=20, pool_pre_ping=True)
+
+
+class Database:
+    """The engine plus helpers that run blocking work off the event loop."""
+
+    def __init__(self, url: str, echo: bool = False) -> None:
+        self.url = url
+        self.engine = make_engine(url, echo=echo)
+
+    @property
+    def is_sqlite(self) -> bool:
+        return self.engine.dialect.name == "sqlite"
+
+    def write(self, work: Callable[[Connection], T]) -> T:
+        """Run ``work`` in one write transaction: committed whole, or rolled back."""
+        with self.engine.connect() as connection:
+            connection.info["write"] = True
+            try:
+                with connection.begin():
+                    return work(connection)
+            finally:
+                connection.info.pop("write", None)
+
+    def read(self, work: Callable[[Connection], T]) -> T:
+        """Run ``work`` in one read transaction."""
+        with self.engine.connect() as connection:
+            with connection.begin():
+                return work(connection)
+
+    async def awrite(self, work: Callable[[Connection], T]) -> T:
+        """:meth:`write` in the thread pool."""
+        return await anyio.to_thread.run_sync(self.write, work)
+
+    async def aread(self, work: Callable[[Connection], T]) -> T:
+        """:meth:`read` in the thread pool."""
+        return await anyio.to_thread.run_sync(self.read, work)
+
+    def ping(self) -> bool:
+        """True when the database answers a trivial query."""
+        try:
+            with self.engine.connect() as connection:
+                connection.execute(text("SELECT 1"))
+            return True
+        except Exception:
+            return False
+
+    def dispose(self) -> None:
+        self.engine.dispose()

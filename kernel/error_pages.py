@@ -1,0 +1,52 @@
+"""Exception handlers: JSON errors for the API, pages inside the layout for browsers."""
+
+from __future__ import annotations
+
+import logging
+
+from starlette.exceptions import HTTPException
+from starlette.requests import Request
+from starlette.responses import Response
+
+from kernel.errors import STATUS_CODES, STATUS_MESSAGES, ApiError
+from kernel.http import JSONResponse
+
+logger = logging.getLogger("everything.errors")
+
+ERROR_TITLES = {401: "Sign in needed", 403: "Not allowed", 404: "Page not found", 500: "Something went wrong"}
+
+
+def _respond(request: Request, error: ApiError) -> Response:
+    from kernel.web import render, wants_html
+
+    if wants_html(request) and request.scope.get("type") == "http":
+        try:
+            return render(
+                request,
+                "error.html",
+                {"status": error.status, "title": ERROR_TITLES.get(error.status, "Something is wrong"), "message": error.message},
+                status_code=error.status,
+            )
+        except Exception:
+            logger.exception("the error page itself failed to render")
+    return JSONResponse(error.body(), status_code=error.status, headers=error.headers)
+
+
+async def api_error(request: Request, exc: Exception) -> Response:
+    assert isinstance(exc, ApiError)
+    return _respond(request, exc)
+
+
+async def http_exception(request: Request, exc: Exception) -> Response:
+    assert isinstance(exc, HTTPException)
+    code = STATUS_CODES.get(exc.status_code, "error")
+    message = STATUS_MESSAGES.get(exc.status_code) or str(exc.detail)
+    return _respond(request, ApiError(exc.status_code, code, message, headers=dict(exc.headers or {})))
+
+
+async def server_error(request: Request, exc: Exception) -> Response:
+    logger.error("unhandled error in %s %s", request.method, request.url.path, exc_info=exc)
+    return _respond(request, ApiError(500, "internal_error", STATUS_MESSAGES[500]))
+
+
+exception_handlers = {ApiError: api_error, HTTPException: http_exception, Exception: server_error}

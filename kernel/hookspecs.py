@@ -1,0 +1,154 @@
+"""The plugin contract.
+
+Every hook a plugin may implement is declared here, and this module is its
+reference documentation. Implement a hook with :data:`kernel.hookimpl`::
+
+    from kernel import Manifest, hookimpl
+
+    @hookimpl
+    def manifest():
+        return Manifest(name="polls", title="Polls", version="1.0", description="Polls in posts")
+
+A plugin is a module (or any object) with such functions. Hooks are called
+per plugin where the kernel must know whose answer it is (so that a failure
+disables exactly that plugin); otherwise all implementations are called and
+their results collected, in plugin order. No hook here is ``firstresult``
+unless its docstring says so. Pluggy lets an implementation take any subset
+of the arguments listed, by name.
+
+A plugin that implements a hook not declared here is refused at boot: that
+is how a misspelled hook name is caught.
+"""
+
+from __future__ import annotations
+
+from typing import TYPE_CHECKING, Awaitable, Iterable
+
+import pluggy
+
+if TYPE_CHECKING:
+    from starlette.requests import Request
+    from starlette.routing import BaseRoute
+
+    from kernel.app import Kernel
+    from kernel.contract import Feature, Manifest, NavItem, ProfileAction
+    from kernel.identity import User
+
+PROJECT_NAME = "everything"
+
+hookspec = pluggy.HookspecMarker(PROJECT_NAME)
+hookimpl = pluggy.HookimplMarker(PROJECT_NAME)
+
+
+@hookspec
+def manifest() -> Manifest:
+    """Say who the plugin is: name, title, version, description, what it requires.
+
+    Called once per discovered plugin at boot, before anything else of the
+    plugin runs, even for plugins the deployment does not enable (so that
+    ``everything plugins`` can list them). Every plugin must implement it.
+    The name must match the plugin's discovery name. A plugin whose
+    ``requires`` names a plugin that is not enabled and started is disabled
+    with that reason.
+
+    :returns: a :class:`kernel.Manifest`.
+    """
+
+
+@hookspec
+def register_features(kernel: Kernel) -> Iterable[Feature]:
+    """Declare the features this plugin offers.
+
+    Called once per enabled plugin at boot, before any route is mounted. Each
+    feature's key starts with the plugin's name and a dot (``calls.video``); a
+    key outside that namespace, or one that another plugin already declared,
+    disables this plugin with that reason. The feature's plan is only a
+    default: the operator's settings decide.
+
+    :param kernel: the running :class:`kernel.Kernel`.
+    :returns: the features, in the order the admin page lists them.
+    """
+
+
+@hookspec
+def register_routes(kernel: Kernel) -> Iterable[BaseRoute]:
+    """Supply the plugin's Starlette routes.
+
+    Called once per enabled plugin at boot. Every route's path must start
+    with ``/<name>/`` (pages) or ``/api/<name>/`` (JSON); a route anywhere
+    else disables the plugin with that reason. The kernel answers 404 for
+    the routes of a plugin that is not running, and turns an exception
+    raised by a route into a 500 for that request alone.
+
+    :param kernel: the running :class:`kernel.Kernel`.
+    :returns: ``starlette.routing.Route``, ``WebSocketRoute`` or ``Mount`` objects.
+    """
+
+
+@hookspec
+def nav_items(request: Request, user: User | None) -> Iterable[NavItem]:
+    """Contribute entries to the site navigation.
+
+    Called for every page render, for running plugins only; all results are
+    collected and sorted by their ``order``. Keep it cheap: no database
+    queries.
+
+    :param request: the page request.
+    :param user: the signed-in user, or None.
+    :returns: :class:`kernel.NavItem` objects.
+    """
+
+
+@hookspec
+def profile_actions(request: Request, viewer: User | None, profile: User) -> Iterable[ProfileAction]:
+    """Contribute buttons to a user's profile page (Call, Pay, Follow).
+
+    Called for every profile page render, for running plugins only; all
+    results are collected and sorted by ``order``. ``viewer`` is None for a
+    signed-out visitor; the kernel never asks when the viewer looks at their
+    own profile.
+
+    :param request: the page request.
+    :param viewer: who is looking, or None.
+    :param profile: whose profile it is.
+    :returns: :class:`kernel.ProfileAction` objects.
+    """
+
+
+@hookspec
+def startup(kernel: Kernel) -> Awaitable[None] | None:
+    """Start the plugin's background work (connections, tasks).
+
+    Called once per enabled plugin when the application starts, after the
+    database is migrated and in plugin order, so a plugin's ``requires``
+    have started before it. May be a coroutine function. An exception
+    disables the plugin with the exception as its reason; the rest of the
+    deployment comes up.
+
+    :param kernel: the running :class:`kernel.Kernel`.
+    """
+
+
+@hookspec
+def shutdown(kernel: Kernel) -> Awaitable[None] | None:
+    """Stop what :func:`startup` started.
+
+    Called once per started plugin when the application stops, in reverse
+    plugin order. May be a coroutine function. Exceptions are logged and do
+    not stop the other plugins' shut-down.
+
+    :param kernel: the running :class:`kernel.Kernel`.
+    """
+
+
+@hookspec
+def user_created(kernel: Kernel, user: User) -> Awaitable[None] | None:
+    """React to a new account, after its sign-up has been committed.
+
+    Called for every running plugin; may be a coroutine function. An
+    exception is logged with the plugin's name and does not undo the
+    sign-up.
+
+    :param kernel: the running :class:`kernel.Kernel`.
+    :param user: the new user.
+    """

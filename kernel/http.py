@@ -1,0 +1,73 @@
+"""Helpers every JSON route uses: reading bodies, answering, knowing the caller."""
+
+from __future__ import annotations
+
+import json
+from typing import Any, TypeVar
+
+from pydantic import BaseModel, ValidationError
+from starlette.requests import HTTPConnection, Request
+from starlette.responses import Response
+
+from kernel.errors import ApiError, validation_error
+from kernel.identity import User
+
+M = TypeVar("M", bound=BaseModel)
+
+
+class JSONResponse(Response):
+    """A compact JSON response (no spaces, UTF-8 as is)."""
+
+    media_type = "application/json"
+
+    def render(self, content: Any) -> bytes:
+        return json.dumps(content, ensure_ascii=False, separators=(",", ":"), default=str).encode()
+
+
+async def read_json(request: Request, model: type[M]) -> M:
+    """The body parsed as ``model``: 415 when not JSON, 400 when malformed, 422 naming the field."""
+    content_type = request.headers.get("content-type", "")
+    if content_type.split(";")[0].strip().lower() not in ("application/json", ""):
+        raise ApiError(415, "unsupported_media_type", "Send the body as application/json.")
+    raw = await request.body()
+    try:
+        data = json.loads(raw) if raw.strip() else {}
+    except (ValueError, UnicodeDecodeError):
+        raise ApiError(400, "invalid_json", "The body is not valid JSON.") from None
+    if not isinstance(data, dict):
+        raise ApiError(422, "validation_error", "The body must be a JSON object.")
+    try:
+        return model.model_validate(data)
+    except ValidationError as exc:
+        raise validation_error(exc) from None
+
+
+def current_user(connection: HTTPConnection) -> User | None:
+    """The signed-in user of this request or websocket, or None."""
+    return connection.scope.get("user")
+
+
+def require_user(connection: HTTPConnection) -> User:
+    """The signed-in user; 401 ``unauthorized`` when there is none."""
+    user = connection.scope.get("user")
+    if user is None:
+        raise ApiError(401, "unauthorized", "Sign in, or send a bearer token.")
+    return user
+
+
+def client_ip(connection: HTTPConnection) -> str:
+    return connection.client.host if connection.client else ""
+
+
+def query_limit(request: Request, default: int = 20, maximum: int = 50) -> int:
+    """The ``limit`` query parameter, 1 to ``maximum``; 422 otherwise."""
+    raw = request.query_params.get("limit")
+    if raw is None or raw == "":
+        return default
+    try:
+        value = int(raw)
+    except ValueError:
+        value = 0
+    if not 1 <= value <= maximum:
+        raise ApiError(422, "validation_error", f"limit: must be a whole number from 1 to {maximum}", field="limit")
+    return value

@@ -1,0 +1,351 @@
+"""Identity: accounts, browser sessions and API tokens.
+
+Sign-up takes a username and a password, nothing else. Session cookies and
+bearer tokens are random secrets stored only as SHA-256 hashes, so the
+database never holds a usable credential; deleting the row revokes it.
+
+Every authenticated request resolves a credential, so resolutions and user
+rows are cached in the process for a few seconds and dropped at once when
+this process changes them.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import re
+import secrets
+import time
+from dataclasses import dataclass
+from datetime import datetime, timedelta
+from typing import Any
+
+from sqlalchemy import Connection, delete, func, insert, select, update
+from sqlalchemy.exc import IntegrityError
+
+from kernel.db import Database
+from kernel.errors import ApiError
+from kernel.models import api_tokens, sessions, users, utcnow
+
+USERNAME = re.compile(r"^[A-Za-z0-9_]{4,15}$")
+
+# Names that would be confusing or dangerous as accounts; every plugin's
+# name joins them at boot.
+RESERVED_USERNAMES = frozenset(
+    {
+        "about", "account", "admin", "administrator", "api", "auth", "echo", "everything",
+        "explore", "help", "home", "login", "logout", "me", "moderator", "null", "operator",
+        "privacy", "root", "search", "security", "settings", "signin", "signup", "static",
+        "support", "system", "terms", "undefined", "user", "users", "www",
+    }
+)
+
+CACHE_SECONDS = 5.0
+
+
+@dataclass(frozen=True)
+class User:
+    """An account, as the kernel hands it to routes and plugins."""
+
+    id: int
+    username: str
+    display_name: str
+    bio: str
+    followers: int
+    following: int
+    is_admin: bool
+    created_at: datetime
+
+
+@dataclass(frozen=True)
+class Credential:
+    """What a cookie or bearer token resolved to."""
+
+    user_id: int
+    kind: str  # "session" or "token"
+    id: int
+
+
+def hash_secret(secret: str) -> str:
+    return hashlib.sha256(secret.encode()).hexdigest()
+
+
+def iso(moment: datetime | None) -> str | None:
+    return None if moment is None else moment.isoformat(timespec="seconds") + "Z"
+
+
+def user_from_row(row: Any) -> User:
+    return User(
+        id=row.id,
+        username=row.username,
+        display_name=row.display_name,
+        bio=row.bio,
+        followers=row.followers_count,
+        following=row.following_count,
+        is_admin=row.is_admin,
+        created_at=row.created_at,
+    )
+
+
+USER_COLUMNS = (
+    users.c.id,
+    users.c.username,
+    users.c.display_name,
+    users.c.bio,
+    users.c.followers_count,
+    users.c.following_count,
+    users.c.is_admin,
+    users.c.created_at,
+)
+
+
+def check_username(username: str, reserved: frozenset[str]) -> str:
+    """Return the username if it may be registered, else raise a 422 naming why."""
+    if not USERNAME.match(username):
+        raise ApiError(
+            422,
+            "validation_error",
+            "username: 4 to 15 letters, digits or underscores",
+            field="username",
+        )
+    if username.lower() in reserved:
+        raise ApiError(422, "username_reserved", f"username: '{username}' is reserved", field="username")
+    return username
+
+
+def clean_display_name(display_name: str | None, username: str) -> str:
+    name = " ".join((display_name or "").split())
+    return name or username
+
+
+class TtlCache:
+    """A dict whose entries expire after ``ttl`` seconds."""
+
+    def __init__(self, ttl: float, max_entries: int = 100_000) -> None:
+        self.ttl = ttl
+        self.max_entries = max_entries
+        self._entries: dict[Any, tuple[float, Any]] = {}
+
+    def get(self, key: Any) -> Any:
+        entry = self._entries.get(key)
+        if entry is None:
+            return None
+        if entry[0] < time.monotonic():
+            self._entries.pop(key, None)
+            return None
+        return entry[1]
+
+    def put(self, key: Any, value: Any) -> None:
+        if len(self._entries) >= self.max_entries:
+            self._entries.clear()
+        self._entries[key] = (time.monotonic() + self.ttl, value)
+
+    def drop(self, key: Any) -> None:
+        self._entries.pop(key, None)
+
+    def drop_where(self, predicate: Any) -> None:
+        for key in [key for key, (_, value) in self._entries.items() if predicate(value)]:
+            del self._entries[key]
+
+
+class Identity:
+    """Accounts, sessions and tokens of one deployment."""
+
+    def __init__(self, db: Database, session_days: int, reserved: frozenset[str]) -> None:
+        self.db = db
+        self.session_days = session_days
+        self.reserved = reserved
+        self._credentials = TtlCache(CACHE_SECONDS)
+        self._users = TtlCache(CACHE_SECONDS)
+
+    # Accounts -------------------------------------------------------------
+
+    def create_user(self, username: str, password_hash: str, display_name: str) -> User:
+        """Insert an account; 409 ``username_taken`` when the name exists in any case."""
+        values = {
+            "username": username,
+            "username_lower": username.lower(),
+            "display_name": display_name,
+            "display_lower": display_name.lower(),
+            "bio": "",
+            "password_hash": password_hash,
+            "created_at": utcnow(),
+            "followers_count": 0,
+            "following_count": 0,
+            "is_admin": False,
+        }
+        try:
+            user_id = self.db.write(lambda conn: conn.execute(insert(users).values(values)).inserted_primary_key[0])
+        except IntegrityError:
+            raise ApiError(409, "username_taken", f"username: '{username}' is taken", field="username") from None
+        return self.user_by_id(user_id)  # type: ignore[return-value]
+
+    def user_by_id(self, user_id: int) -> User | None:
+        cached = self._users.get(user_id)
+        if cached is not None:
+            return cached
+        row = self.db.read(lambda conn: conn.execute(select(*USER_COLUMNS).where(users.c.id == user_id)).first())
+        if row is None:
+            return None
+        user = user_from_row(row)
+        self._users.put(user_id, user)
+        return user
+
+    def user_by_username(self, username: str) -> User | None:
+        if not username or len(username) > 15:
+            return None
+        row = self.db.read(
+            lambda conn: conn.execute(select(*USER_COLUMNS).where(users.c.username_lower == username.lower())).first()
+        )
+        return None if row is None else user_from_row(row)
+
+    def password_hash_of(self, username: str) -> tuple[int, str] | None:
+        row = self.db.read(
+            lambda conn: conn.execute(
+                select(users.c.id, users.c.password_hash).where(users.c.username_lower == username.lower())
+            ).first()
+        )
+        return None if row is None else (row.id, row.password_hash)
+
+    def password_hash_by_id(self, user_id: int) -> str:
+        return self.db.read(lambda conn: conn.execute(select(users.c.password_hash).where(users.c.id == user_id)).scalar_one())
+
+    def update_profile(self, user_id: int, display_name: str | None, bio: str | None) -> User:
+        values: dict[str, Any] = {}
+        if display_name is not None:
+            values["display_name"] = display_name
+            values["display_lower"] = display_name.lower()
+        if bio is not None:
+            values["bio"] = bio
+        if values:
+            self.db.write(lambda conn: conn.execute(update(users).where(users.c.id == user_id).values(values)))
+        self.forget_user(user_id)
+        return self.user_by_id(user_id)  # type: ignore[return-value]
+
+    def set_password(self, user_id: int, password_hash: str, keep_session_id: int | None) -> None:
+        """Change the password and end every other session of the user."""
+
+        def work(conn: Connection) -> None:
+            conn.execute(update(users).where(users.c.id == user_id).values(password_hash=password_hash))
+            query = delete(sessions).where(sessions.c.user_id == user_id)
+            if keep_session_id is not None:
+                query = query.where(sessions.c.id != keep_session_id)
+            conn.execute(query)
+
+        self.db.write(work)
+        self._credentials.drop_where(lambda cred: cred.kind == "session" and cred.user_id == user_id)
+
+    def set_admin(self, user_id: int, is_admin: bool) -> None:
+        self.db.write(lambda conn: conn.execute(update(users).where(users.c.id == user_id).values(is_admin=is_admin)))
+        self.forget_user(user_id)
+
+    def forget_user(self, *user_ids: int) -> None:
+        """Drop cached rows of these users after a change."""
+        for user_id in user_ids:
+            self._users.drop(user_id)
+
+    def count_users(self) -> int:
+        return self.db.read(lambda conn: conn.execute(select(func.count()).select_from(users)).scalar_one())
+
+    # Sessions -------------------------------------------------------------
+
+    def start_session(self, user_id: int, user_agent: str, ip: str) -> tuple[str, int]:
+        """Open a browser session; returns the cookie secret and the session id."""
+        secret = secrets.token_urlsafe(32)
+        now = utcnow()
+        values = {
+            "user_id": user_id,
+            "token_hash": hash_secret(secret),
+            "created_at": now,
+            "expires_at": now + timedelta(days=self.session_days),
+            "user_agent": user_agent[:200],
+            "ip": ip[:64],
+        }
+        session_id = self.db.write(lambda conn: conn.execute(insert(sessions).values(values)).inserted_primary_key[0])
+        return secret, session_id
+
+    def list_sessions(self, user_id: int) -> list[dict[str, Any]]:
+        rows = self.db.read(
+            lambda conn: conn.execute(
+                select(sessions.c.id, sessions.c.created_at, sessions.c.expires_at, sessions.c.user_agent, sessions.c.ip)
+                .where(sessions.c.user_id == user_id, sessions.c.expires_at > utcnow())
+                .order_by(sessions.c.created_at.desc())
+            ).all()
+        )
+        return [
+            {"id": row.id, "created_at": iso(row.created_at), "expires_at": iso(row.expires_at), "user_agent": row.user_agent, "ip": row.ip}
+            for row in rows
+        ]
+
+    def end_session(self, user_id: int, session_id: int) -> bool:
+        """Revoke one session of the user; False when there is no such session."""
+        deleted = self.db.write(
+            lambda conn: conn.execute(
+                delete(sessions).where(sessions.c.id == session_id, sessions.c.user_id == user_id)
+            ).rowcount
+        )
+        self._credentials.drop_where(lambda cred: cred.kind == "session" and cred.id == session_id)
+        return bool(deleted)
+
+    # API tokens -----------------------------------------------------------
+
+    def create_token(self, user_id: int, name: str) -> dict[str, Any]:
+        """Mint a bearer token; the secret is in the result and nowhere else."""
+        secret = "ev_" + secrets.token_urlsafe(32)
+        now = utcnow()
+        values = {"user_id": user_id, "name": name, "token_hash": hash_secret(secret), "created_at": now}
+        token_id = self.db.write(lambda conn: conn.execute(insert(api_tokens).values(values)).inserted_primary_key[0])
+        return {"id": token_id, "name": name, "token": secret, "created_at": iso(now)}
+
+    def list_tokens(self, user_id: int) -> list[dict[str, Any]]:
+        rows = self.db.read(
+            lambda conn: conn.execute(
+                select(api_tokens.c.id, api_tokens.c.name, api_tokens.c.created_at)
+                .where(api_tokens.c.user_id == user_id)
+                .order_by(api_tokens.c.id)
+            ).all()
+        )
+        return [{"id": row.id, "name": row.name, "created_at": iso(row.created_at)} for row in rows]
+
+    def delete_token(self, user_id: int, token_id: int) -> bool:
+        deleted = self.db.write(
+            lambda conn: conn.execute(
+                delete(api_tokens).where(api_tokens.c.id == token_id, api_tokens.c.user_id == user_id)
+            ).rowcount
+        )
+        self._credentials.drop_where(lambda cred: cred.kind == "token" and cred.id == token_id)
+        return bool(deleted)
+
+    # Resolving credentials -------------------------------------------------
+
+    def resolve(self, kind: str, secret: str) -> Credential | None:
+        """The credential behind a cookie (``session``) or bearer (``token``) secret."""
+        digest = hash_secret(secret)
+        cached = self._credentials.get((kind, digest))
+        if cached is not None:
+            return cached
+        table = sessions if kind == "session" else api_tokens
+        query = select(table.c.id, table.c.user_id).where(table.c.token_hash == digest)
+        if kind == "session":
+            query = query.where(sessions.c.expires_at > utcnow())
+        row = self.db.read(lambda conn: conn.execute(query).first())
+        if row is None:
+            return None
+        credential = Credential(user_id=row.user_id, kind=kind, id=row.id)
+        self._credentials.put((kind, digest), credential)
+        return credential
+
+    def resolve_cached(self, kind: str, secret: str) -> tuple[Credential, User] | None:
+        """:meth:`resolve_user` answered from the cache alone; None on any miss."""
+        credential = self._credentials.get((kind, hash_secret(secret)))
+        if credential is None:
+            return None
+        user = self._users.get(credential.user_id)
+        return None if user is None else (credential, user)
+
+    def resolve_user(self, kind: str, secret: str) -> tuple[Credential, User] | None:
+        """The credential and its user, or None when the secret is unknown, expired or revoked."""
+        credential = self.resolve(kind, secret)
+        if credential is None:
+            return None
+        user = self.user_by_id(credential.user_id)
+        return None if user is None else (credential, user)

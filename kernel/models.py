@@ -1,0 +1,102 @@
+"""The kernel's tables. Every kernel table is prefixed ``kernel_``.
+
+These SQLModel classes describe the schema; the migrations in
+``kernel/migrations/versions`` create it, and a test checks the two agree.
+Hot paths query the tables through SQLAlchemy Core (``Model.__table__``)
+rather than the ORM, which costs more than the queries themselves.
+"""
+
+from __future__ import annotations
+
+from datetime import datetime, timezone
+
+from sqlalchemy import DateTime, Index, String
+from sqlmodel import Field, SQLModel
+
+
+def utcnow() -> datetime:
+    """Now in UTC, without tzinfo: the form every kernel timestamp is stored in."""
+    return datetime.now(timezone.utc).replace(tzinfo=None)
+
+
+def byte_ordered(length: int) -> String:
+    """A string column that sorts by code point on every database.
+
+    Directory search merges ranges of these columns in Python, so the
+    database must order them as Python does; PostgreSQL's default collation
+    may not.
+    """
+    return String(length).with_variant(String(length, collation="C"), "postgresql")
+
+
+class UserRow(SQLModel, table=True):
+    __tablename__ = "kernel_users"
+    __table_args__ = (Index("ix_kernel_users_display_lower_id", "display_lower", "id"),)
+
+    id: int | None = Field(default=None, primary_key=True)
+    username: str = Field(max_length=15)
+    # Lowercased copies: uniqueness without regard to case, and prefix search.
+    username_lower: str = Field(sa_type=byte_ordered(15), unique=True)
+    display_name: str = Field(max_length=50)
+    display_lower: str = Field(sa_type=byte_ordered(50))
+    bio: str = Field(default="", max_length=160)
+    password_hash: str
+    created_at: datetime = Field(default_factory=utcnow, sa_type=DateTime)
+    followers_count: int = 0
+    following_count: int = 0
+    is_admin: bool = False
+
+
+class SessionRow(SQLModel, table=True):
+    __tablename__ = "kernel_sessions"
+
+    id: int | None = Field(default=None, primary_key=True)
+    user_id: int = Field(foreign_key="kernel_users.id", index=True, ondelete="CASCADE")
+    token_hash: str = Field(max_length=64, unique=True)
+    created_at: datetime = Field(default_factory=utcnow, sa_type=DateTime)
+    expires_at: datetime = Field(sa_type=DateTime)
+    user_agent: str = Field(default="", max_length=200)
+    ip: str = Field(default="", max_length=64)
+
+
+class ApiTokenRow(SQLModel, table=True):
+    __tablename__ = "kernel_api_tokens"
+
+    id: int | None = Field(default=None, primary_key=True)
+    user_id: int = Field(foreign_key="kernel_users.id", index=True, ondelete="CASCADE")
+    name: str = Field(max_length=60)
+    token_hash: str = Field(max_length=64, unique=True)
+    created_at: datetime = Field(default_factory=utcnow, sa_type=DateTime)
+
+
+class FollowRow(SQLModel, table=True):
+    __tablename__ = "kernel_follows"
+
+    follower_id: int = Field(foreign_key="kernel_users.id", primary_key=True, ondelete="CASCADE")
+    followee_id: int = Field(foreign_key="kernel_users.id", primary_key=True, index=True, ondelete="CASCADE")
+    created_at: datetime = Field(default_factory=utcnow, sa_type=DateTime)
+
+
+class ContactRow(SQLModel, table=True):
+    __tablename__ = "kernel_contacts"
+
+    owner_id: int = Field(foreign_key="kernel_users.id", primary_key=True, ondelete="CASCADE")
+    contact_id: int = Field(foreign_key="kernel_users.id", primary_key=True, index=True, ondelete="CASCADE")
+    nickname: str = Field(default="", max_length=50)
+    created_at: datetime = Field(default_factory=utcnow, sa_type=DateTime)
+
+
+class BlockRow(SQLModel, table=True):
+    __tablename__ = "kernel_blocks"
+
+    blocker_id: int = Field(foreign_key="kernel_users.id", primary_key=True, ondelete="CASCADE")
+    blocked_id: int = Field(foreign_key="kernel_users.id", primary_key=True, index=True, ondelete="CASCADE")
+    created_at: datetime = Field(default_factory=utcnow, sa_type=DateTime)
+
+
+users = UserRow.__table__
+sessions = SessionRow.__table__
+api_tokens = ApiTokenRow.__table__
+follows = FollowRow.__table__
+contacts = ContactRow.__table__
+blocks = BlockRow.__table__

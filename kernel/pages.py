@@ -1,0 +1,229 @@
+"""The kernel's pages: home, sign-up, log-in, settings, directory, contacts and profiles.
+
+Every form posts to a page route that calls the same functions as the JSON
+API; a refused form is shown again with the message and the input kept.
+"""
+
+from __future__ import annotations
+
+from typing import Any
+
+import anyio.to_thread
+from starlette.requests import Request
+from starlette.responses import Response
+from starlette.routing import Route
+
+from kernel.api_auth import close_session, log_in, open_session, set_new_password, sign_up
+from kernel.api_directory import find_user
+from kernel.app import get_kernel
+from kernel.contract import ProfileAction
+from kernel.errors import ApiError
+from kernel.http import current_user
+from kernel.identity import clean_display_name
+from kernel.web import read_form, redirect, render, safe_next
+
+
+def _login_required(request: Request) -> Response | None:
+    if current_user(request) is None:
+        return redirect(f"/login?next={request.url.path}")
+    return None
+
+
+async def home(request: Request) -> Response:
+    kernel = get_kernel(request)
+    users = await anyio.to_thread.run_sync(kernel.identity.count_users)
+    return render(request, "home.html", {"user_count": users})
+
+
+async def signup_page(request: Request) -> Response:
+    if request.method == "GET":
+        return render(request, "signup.html", {"form": {}, "next": safe_next(request.query_params.get("next"))})
+    form = await read_form(request)
+    kernel = get_kernel(request)
+    try:
+        user = await sign_up(kernel, form.get("username", ""), form.get("password", ""), form.get("display_name"))
+    except ApiError as error:
+        form.pop("password", None)
+        return render(request, "signup.html", {"form": form, "error": error, "next": safe_next(form.get("next"))}, status_code=error.status)
+    session = await open_session(request, user)
+    return session.set_cookie(redirect(safe_next(form.get("next"), f"/@{user.username}")))
+
+
+async def login_page(request: Request) -> Response:
+    if request.method == "GET":
+        return render(request, "login.html", {"form": {}, "next": safe_next(request.query_params.get("next"))})
+    form = await read_form(request)
+    try:
+        user = await log_in(request, form.get("username", ""), form.get("password", ""))
+    except ApiError as error:
+        form.pop("password", None)
+        response = render(request, "login.html", {"form": form, "error": error, "next": safe_next(form.get("next"))}, status_code=error.status)
+        response.headers.update(error.headers)
+        return response
+    session = await open_session(request, user)
+    return session.set_cookie(redirect(safe_next(form.get("next"))))
+
+
+async def logout_page(request: Request) -> Response:
+    await read_form(request)
+    response = redirect("/")
+    await close_session(request, response)
+    return response
+
+
+async def settings_page(request: Request) -> Response:
+    if (response := _login_required(request)) is not None:
+        return response
+    return await _render_settings(request, {})
+
+
+async def _render_settings(request: Request, extra: dict[str, Any], status_code: int = 200) -> Response:
+    kernel = get_kernel(request)
+    user = current_user(request)
+    assert user is not None
+    sessions = await anyio.to_thread.run_sync(kernel.identity.list_sessions, user.id)
+    credential = request.scope.get("credential")
+    for session in sessions:
+        session["current"] = credential is not None and credential.kind == "session" and credential.id == session["id"]
+    tokens = await anyio.to_thread.run_sync(kernel.identity.list_tokens, user.id)
+    blocked = await anyio.to_thread.run_sync(kernel.address_book.list_blocks, user, None, 50)
+    context = {"sessions": sessions, "tokens": tokens, "blocked": blocked.results, **extra}
+    return render(request, "settings.html", context, status_code=status_code)
+
+
+async def settings_action(request: Request) -> Response:
+    if (response := _login_required(request)) is not None:
+        return response
+    form = await read_form(request)
+    kernel = get_kernel(request)
+    user = current_user(request)
+    assert user is not None
+    action = request.path_params["action"]
+    try:
+        if action == "profile":
+            display = clean_display_name(form.get("display_name", "")[:50], user.username)
+            await anyio.to_thread.run_sync(kernel.identity.update_profile, user.id, display, form.get("bio", "").strip()[:160])
+            return redirect("/settings?saved=profile")
+        if action == "password":
+            await set_new_password(request, user, form.get("current_password", ""), form.get("new_password", ""))
+            return redirect("/settings?saved=password")
+        if action == "tokens":
+            name = form.get("name", "").strip()[:60]
+            if not name:
+                raise ApiError(422, "validation_error", "name: give the token a name", field="name")
+            token = await anyio.to_thread.run_sync(kernel.identity.create_token, user.id, name)
+            return await _render_settings(request, {"new_token": token})
+    except ApiError as error:
+        return await _render_settings(request, {"error": error, "error_form": action}, status_code=error.status)
+    raise ApiError(404, "not_found", "There is nothing here.")
+
+
+async def revoke(request: Request) -> Response:
+    if (response := _login_required(request)) is not None:
+        return response
+    await read_form(request)
+    kernel = get_kernel(request)
+    user = current_user(request)
+    assert user is not None
+    kind, item = request.path_params["kind"], request.path_params["id"]
+    if kind == "sessions":
+        await anyio.to_thread.run_sync(kernel.identity.end_session, user.id, item)
+    elif kind == "tokens":
+        await anyio.to_thread.run_sync(kernel.identity.delete_token, user.id, item)
+    else:
+        raise ApiError(404, "not_found", "There is nothing here.")
+    return redirect("/settings")
+
+
+async def directory_page(request: Request) -> Response:
+    kernel = get_kernel(request)
+    q = request.query_params.get("q", "")[:50]
+    viewer = current_user(request)
+    page = await anyio.to_thread.run_sync(kernel.address_book.search, q, 20, None, viewer.id if viewer else None)
+    return render(request, "directory.html", {"q": q, "results": page.results})
+
+
+async def contacts_page(request: Request) -> Response:
+    if (response := _login_required(request)) is not None:
+        return response
+    kernel = get_kernel(request)
+    user = current_user(request)
+    page = await anyio.to_thread.run_sync(kernel.address_book.list_contacts, user, request.query_params.get("cursor"), 50)
+    return render(request, "contacts.html", {"contacts": page.results, "next_cursor": page.next_cursor})
+
+
+async def profile_page(request: Request) -> Response:
+    kernel = get_kernel(request)
+    profile = await find_user(kernel, request.path_params["username"])
+    viewer = current_user(request)
+    actions: list[ProfileAction] = []
+    if viewer is None or viewer.id != profile.id:
+        if viewer is not None:
+            request.state.relation = await anyio.to_thread.run_sync(kernel.address_book.relation, viewer.id, profile.id)
+        actions = [
+            action
+            for action in kernel.plugins.collect("profile_actions", request=request, viewer=viewer, profile=profile)
+            if isinstance(action, ProfileAction)
+        ]
+        actions.sort(key=lambda action: (action.order, action.label))
+    return render(
+        request,
+        "profile.html",
+        {"profile": profile, "actions": actions, "relation": getattr(request.state, "relation", {}), "verified": kernel.is_verified(profile)},
+    )
+
+
+async def profile_list(request: Request) -> Response:
+    kernel = get_kernel(request)
+    profile = await find_user(kernel, request.path_params["username"])
+    which = request.path_params["which"]
+    if which not in ("followers", "following"):
+        raise ApiError(404, "not_found", "There is nothing here.")
+    lister = kernel.address_book.followers if which == "followers" else kernel.address_book.following
+    page = await anyio.to_thread.run_sync(lister, profile, request.query_params.get("cursor"), 50)
+    return render(request, "user_list.html", {"profile": profile, "which": which, "results": page.results, "next_cursor": page.next_cursor})
+
+
+PROFILE_ACTIONS = {
+    "follow": ("follow", True),
+    "unfollow": ("unfollow", True),
+    "contact": ("add_contact", False),
+    "uncontact": ("remove_contact", False),
+    "block": ("block", True),
+    "unblock": ("unblock", True),
+}
+
+
+async def profile_action(request: Request) -> Response:
+    form = await read_form(request)
+    if (response := _login_required(request)) is not None:
+        return response
+    kernel = get_kernel(request)
+    viewer = current_user(request)
+    profile = await find_user(kernel, request.path_params["username"])
+    action = request.path_params["action"]
+    if action not in PROFILE_ACTIONS:
+        raise ApiError(404, "not_found", "There is nothing here.")
+    method_name, _ = PROFILE_ACTIONS[action]
+    method = getattr(kernel.address_book, method_name)
+    if action == "contact":
+        await anyio.to_thread.run_sync(method, viewer, profile, form.get("nickname", "").strip()[:50])
+    else:
+        await anyio.to_thread.run_sync(method, viewer, profile)
+    return redirect(safe_next(form.get("next"), f"/@{profile.username}"))
+
+
+routes = [
+    Route("/", home, methods=["GET"]),
+    Route("/signup", signup_page, methods=["GET", "POST"]),
+    Route("/login", login_page, methods=["GET", "POST"]),
+    Route("/logout", logout_page, methods=["POST"]),
+    Route("/settings", settings_page, methods=["GET"]),
+    Route("/settings/{action}", settings_action, methods=["POST"]),
+    Route("/settings/{kind}/{id:int}/revoke", revoke, methods=["POST"]),
+    Route("/directory", directory_page, methods=["GET"]),
+    Route("/contacts", contacts_page, methods=["GET"]),
+    Route("/@{username}", profile_page, methods=["GET"]),
+    Route("/@{username}/{which}", profile_list, methods=["GET"]),
+    Route("/@{username}/{action}", profile_action, methods=["POST"]),
+]

@@ -1,0 +1,255 @@
+"""Deployment settings: one TOML file plus ``EVERYTHING_*`` environment overrides.
+
+The file is found at ``--config``, else ``$EVERYTHING_CONFIG``, else
+``./everything.toml`` when it exists. Environment variables override single
+keys; a double underscore descends into a table
+(``EVERYTHING_DATABASE__URL``, ``EVERYTHING_PLUGINS__ENABLED=calls,feed``).
+``DATABASE_URL`` is honoured too, because every platform that hands out a
+database sets it.
+
+Unknown and invalid keys are errors: :class:`SettingsError` carries one line
+that names the key, and the CLI prints exactly that line.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import secrets
+import tomllib
+from pathlib import Path
+from typing import Any, Mapping
+
+from pydantic import BaseModel, ConfigDict, Field, SecretStr, ValidationError, field_validator
+
+ENV_PREFIX = "EVERYTHING_"
+# Variables with the prefix that are not settings keys.
+ENV_NOT_SETTINGS = {"EVERYTHING_CONFIG"}
+ENV_NOT_SETTINGS_PREFIXES = ("EVERYTHING_TEST_",)
+
+
+class SettingsError(Exception):
+    """A setting is unknown or invalid; the message is one line naming the key."""
+
+
+class _Section(BaseModel):
+    model_config = ConfigDict(extra="forbid", validate_default=True)
+
+
+class ServerSettings(_Section):
+    host: str = "127.0.0.1"
+    port: int = Field(8000, ge=0, le=65535)
+    # Public address of the deployment, used in links such as upgrade URLs.
+    base_url: str | None = None
+    # Behind a TLS-terminating proxy the app sees http; this forces Secure cookies.
+    https: bool = False
+    max_body_bytes: int = Field(1024 * 1024, ge=1024)
+
+
+class DatabaseSettings(_Section):
+    # None means the embedded default: SQLite in the data folder.
+    url: str | None = None
+    echo: bool = False
+    # Upgrade the schema at start-up; None means only for the embedded SQLite.
+    auto_migrate: bool | None = None
+
+
+class AuthSettings(_Section):
+    session_days: int = Field(30, ge=1)
+    min_password_length: int = Field(8, ge=8)
+    login_failures_per_username: int = Field(10, ge=1)
+    login_failures_per_client: int = Field(30, ge=1)
+    login_window_seconds: int = Field(300, ge=1)
+    reserved_usernames: list[str] = Field(default_factory=list)
+
+
+class LogSettings(_Section):
+    level: str = "INFO"
+    requests: bool = True
+
+    @field_validator("level")
+    @classmethod
+    def _known_level(cls, value: str) -> str:
+        value = value.upper()
+        if value not in {"DEBUG", "INFO", "WARNING", "ERROR", "CRITICAL"}:
+            raise ValueError("must be one of DEBUG, INFO, WARNING, ERROR, CRITICAL")
+        return value
+
+
+class PluginsSettings(BaseModel):
+    """``[plugins]``: which plugins run, and one sub-table of settings per plugin.
+
+    ``enabled`` of None means every bundled plugin. Sub-tables are checked
+    against each plugin's own settings model once the plugins are discovered.
+    """
+
+    model_config = ConfigDict(extra="allow")
+
+    enabled: list[str] | None = None
+
+    def plugin_section(self, name: str) -> dict[str, Any]:
+        section = (self.model_extra or {}).get(name, {})
+        return dict(section) if isinstance(section, Mapping) else section
+
+    def section_names(self) -> list[str]:
+        return list((self.model_extra or {}).keys())
+
+
+class Settings(_Section):
+    data_dir: Path = Path("everything-data")
+    secret_key: SecretStr | None = None
+    server: ServerSettings = Field(default_factory=ServerSettings)
+    database: DatabaseSettings = Field(default_factory=DatabaseSettings)
+    auth: AuthSettings = Field(default_factory=AuthSettings)
+    log: LogSettings = Field(default_factory=LogSettings)
+    plugins: PluginsSettings = Field(default_factory=PluginsSettings)
+
+    @property
+    def database_url(self) -> str:
+        """The SQLAlchemy URL, the embedded SQLite file unless one is set."""
+        if self.database.url:
+            return normalise_database_url(self.database.url)
+        return f"sqlite:///{(self.data_dir / 'everything.db').resolve()}"
+
+    @property
+    def is_embedded_database(self) -> bool:
+        return not self.database.url
+
+    def secret(self) -> str:
+        assert self.secret_key is not None, "ensure_secret_key() runs at boot"
+        return self.secret_key.get_secret_value()
+
+    def redacted(self) -> dict[str, Any]:
+        """The effective settings as plain data, secrets replaced by ``***``."""
+        data = self.model_dump(mode="json")
+        if data.get("secret_key"):
+            data["secret_key"] = "***"
+        if data["database"].get("url"):
+            data["database"]["url"] = _redact_url(data["database"]["url"])
+        return data
+
+
+def normalise_database_url(url: str) -> str:
+    # Platforms hand out postgres:// URLs; SQLAlchemy wants a driver named.
+    for prefix in ("postgres://", "postgresql://"):
+        if url.startswith(prefix):
+            return "postgresql+psycopg://" + url[len(prefix):]
+    return url
+
+
+def _redact_url(url: str) -> str:
+    scheme, sep, rest = url.partition("://")
+    if not sep or "@" not in rest:
+        return url
+    credentials, _, host = rest.rpartition("@")
+    user = credentials.split(":", 1)[0]
+    return f"{scheme}://{user}:***@{host}"
+
+
+def _env_value(raw: str) -> Any:
+    """Parse an environment value: JSON when it parses, a comma list for lists, else text."""
+    try:
+        return json.loads(raw)
+    except ValueError:
+        return raw
+
+
+def _apply_env(data: dict[str, Any], environ: Mapping[str, str]) -> None:
+    for name, raw in sorted(environ.items()):
+        if name == "DATABASE_URL":
+            data.setdefault("database", {})["url"] = raw
+            continue
+        if not name.startswith(ENV_PREFIX) or name in ENV_NOT_SETTINGS:
+            continue
+        if name.startswith(ENV_NOT_SETTINGS_PREFIXES):
+            continue
+        path = name[len(ENV_PREFIX):].lower().split("__")
+        target = data
+        for part in path[:-1]:
+            target = target.setdefault(part, {})
+            if not isinstance(target, dict):
+                raise SettingsError(f"{name}: {'.'.join(path[:-1])} is not a table")
+        value = _env_value(raw)
+        if path[-1] == "enabled" and isinstance(value, str):
+            value = [item.strip() for item in value.split(",") if item.strip()]
+        target[path[-1]] = value
+
+
+def _describe(error: ValidationError, source: str) -> str:
+    first = error.errors()[0]
+    key = ".".join(str(part) for part in first["loc"]) or "(top level)"
+    if first["type"] == "extra_forbidden":
+        return f"{source}: unknown setting '{key}'"
+    return f"{source}: invalid setting '{key}': {first['msg']}"
+
+
+def config_path(explicit: str | os.PathLike[str] | None, environ: Mapping[str, str]) -> Path | None:
+    """The settings file to read: explicit, then $EVERYTHING_CONFIG, then ./everything.toml."""
+    if explicit:
+        return Path(explicit)
+    if environ.get("EVERYTHING_CONFIG"):
+        return Path(environ["EVERYTHING_CONFIG"])
+    default = Path("everything.toml")
+    return default if default.exists() else None
+
+
+def load_settings(
+    path: str | os.PathLike[str] | None = None,
+    environ: Mapping[str, str] | None = None,
+    overrides: Mapping[str, Any] | None = None,
+) -> Settings:
+    """Read the file, apply the environment, then ``overrides``; validate the result.
+
+    :raises SettingsError: with one line naming the offending key.
+    """
+    environ = os.environ if environ is None else environ
+    file = config_path(path, environ)
+    data: dict[str, Any] = {}
+    source = "settings"
+    if file is not None:
+        source = str(file)
+        try:
+            data = tomllib.loads(file.read_text(encoding="utf-8"))
+        except FileNotFoundError:
+            raise SettingsError(f"{file}: settings file not found") from None
+        except tomllib.TOMLDecodeError as exc:
+            raise SettingsError(f"{file}: not valid TOML: {exc}") from None
+    _apply_env(data, environ)
+    for key, value in (overrides or {}).items():
+        data[key] = value
+    try:
+        return Settings.model_validate(data)
+    except ValidationError as exc:
+        raise SettingsError(_describe(exc, source)) from None
+
+
+def ensure_data_dir(settings: Settings) -> None:
+    """Create the data folder and, once, the secret key kept in it."""
+    settings.data_dir.mkdir(parents=True, exist_ok=True)
+    if settings.secret_key is not None:
+        return
+    key_file = settings.data_dir / "secret_key"
+    if not key_file.exists():
+        # O_EXCL: two processes starting at once must not write different keys.
+        try:
+            fd = os.open(key_file, os.O_WRONLY | os.O_CREAT | os.O_EXCL, 0o600)
+        except FileExistsError:
+            pass
+        else:
+            with os.fdopen(fd, "w") as handle:
+                handle.write(secrets.token_urlsafe(48))
+    settings.secret_key = SecretStr(key_file.read_text().strip())
+
+
+def validate_plugin_settings(model: type[BaseModel] | None, data: Mapping[str, Any], plugin: str) -> BaseModel | None:
+    """Validate one plugin's ``[plugins.<name>]`` table; raise ValueError naming the key."""
+    if model is None:
+        if data:
+            raise ValueError(f"unknown setting 'plugins.{plugin}.{next(iter(data))}' (the plugin has no settings)")
+        return None
+    try:
+        return model.model_validate(dict(data))
+    except ValidationError as exc:
+        first = exc.errors()[0]
+        key = ".".join(str(part) for part in first["loc"])
+        raise ValueError(f"invalid setting 'plugins.{plugin}.{key}': {first['msg']}") from None

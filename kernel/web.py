@@ -1,0 +1,75 @@
+"""Rendering pages inside the layout, with navigation and the CSRF token."""
+
+from __future__ import annotations
+
+from typing import Any
+
+from starlette.requests import Request
+from starlette.responses import RedirectResponse, Response
+
+from kernel import csrf
+from kernel.app import get_kernel
+from kernel.contract import NavItem
+from kernel.http import current_user
+
+
+def navigation(request: Request) -> list[NavItem]:
+    """The navigation for this request, from the kernel and every running plugin."""
+    user = current_user(request)
+    items = get_kernel(request).plugins.collect("nav_items", request=request, user=user)
+    return sorted(
+        (item for item in items if isinstance(item, NavItem) and (user is not None or not item.requires_login)),
+        key=lambda item: (item.order, item.label),
+    )
+
+
+def render(request: Request, template: str, context: dict[str, Any] | None = None, status_code: int = 200) -> Response:
+    """Render ``template`` in the layout; every page goes through here."""
+    kernel = get_kernel(request)
+    token = csrf.token_for(request, kernel.secret_key)
+    full = {
+        "user": current_user(request),
+        "nav": navigation(request),
+        "csrf_token": token,
+        "kernel": kernel,
+        **(context or {}),
+    }
+    response = kernel.templates.TemplateResponse(request, template, full, status_code=status_code)
+    new_basis = getattr(request.state, "new_pre_session", None)
+    if new_basis:
+        set_cookie(request, response, csrf.PRE_SESSION_COOKIE, new_basis, max_age=None)
+    return response
+
+
+def set_cookie(request: Request, response: Response, name: str, value: str, max_age: int | None) -> None:
+    """Set a cookie the kernel's way: HttpOnly, SameSite=Lax, Secure behind HTTPS."""
+    secure = request.url.scheme == "https" or get_kernel(request).settings.server.https
+    response.set_cookie(name, value, max_age=max_age, httponly=True, samesite="lax", secure=secure, path="/")
+
+
+def redirect(url: str) -> RedirectResponse:
+    """After a form post: see other."""
+    return RedirectResponse(url, status_code=303)
+
+
+def wants_html(request: Request) -> bool:
+    """True for page requests: everything outside ``/api/`` whose client accepts HTML."""
+    if request.url.path.startswith("/api/") or request.url.path in ("/healthz", "/readyz"):
+        return False
+    accept = request.headers.get("accept", "")
+    return "text/html" in accept or "*/*" in accept or not accept
+
+
+async def read_form(request: Request) -> dict[str, str]:
+    """The posted form's text fields, after checking its CSRF token (403 when it fails)."""
+    form = await request.form()
+    fields = {key: value for key, value in form.items() if isinstance(value, str)}
+    csrf.check(request, get_kernel(request).secret_key, fields.pop(csrf.FIELD, None))
+    return fields
+
+
+def safe_next(target: str | None, default: str = "/") -> str:
+    """A local path to go to after a form; never another site."""
+    if target and target.startswith("/") and not target.startswith("//") and "\\" not in target:
+        return target
+    return default
