@@ -229,17 +229,21 @@ class Plugins:
 
     def _collect_features(self, record: PluginRecord, kernel: Any, declared: dict[str, str]) -> None:
         features = list(self.call_one(record, "register_features", kernel=kernel) or [])
+        own: set[str] = set()
         for feature in features:
             if not isinstance(feature, Feature):
                 raise PluginFailure("register_features must yield kernel.Feature objects")
+            if feature.key in declared:
+                raise PluginFailure(f"feature key '{feature.key}' is already declared by plugin '{declared[feature.key]}'")
+            if feature.key in own:
+                raise PluginFailure(f"feature key '{feature.key}' is declared twice")
             if not feature.key.startswith(f"{record.name}."):
                 raise PluginFailure(f"feature key '{feature.key}' must start with '{record.name}.'")
             if not feature.title or not feature.description:
                 raise PluginFailure(f"feature '{feature.key}' needs a title and a description")
-            if feature.key in declared:
-                raise PluginFailure(f"feature key '{feature.key}' is already declared by plugin '{declared[feature.key]}'")
-        for feature in features:
-            declared[feature.key] = record.name
+            own.add(feature.key)
+        for key in own:
+            declared[key] = record.name
         record.features = features
 
     def _collect_routes(self, record: PluginRecord, kernel: Any) -> None:

@@ -1,0 +1,146 @@
+"""Shared fixtures: a fresh application per test, on SQLite and, when configured, on PostgreSQL.
+
+Set ``EVERYTHING_TEST_DATABASE_URL`` to a PostgreSQL server URL and every
+test that uses the ``app`` fixture runs a second time against a database
+created for it on that server.
+"""
+
+from __future__ import annotations
+
+import os
+import secrets
+import threading
+import time
+from collections.abc import Iterator
+from pathlib import Path
+from typing import Any
+
+import httpx
+import pytest
+import sqlalchemy
+import uvicorn
+from starlette.applications import Starlette
+from starlette.testclient import TestClient
+
+from kernel import create_app
+from kernel.settings import Settings, normalise_database_url
+
+PASSWORD = "correct horse battery"
+POSTGRES_URL = os.environ.get("EVERYTHING_TEST_DATABASE_URL")
+BACKENDS = ["sqlite"] + (["postgresql"] if POSTGRES_URL else [])
+
+
+@pytest.fixture(params=BACKENDS)
+def database_url(request: pytest.FixtureRequest, tmp_path: Path) -> Iterator[str | None]:
+    """None for the embedded SQLite; else a PostgreSQL database made for this test and dropped after."""
+    if request.param == "sqlite":
+        yield None
+        return
+    assert POSTGRES_URL is not None
+    server = sqlalchemy.make_url(normalise_database_url(POSTGRES_URL))
+    name = f"everything_test_{secrets.token_hex(6)}"
+    admin = sqlalchemy.create_engine(server, isolation_level="AUTOCOMMIT")
+    with admin.connect() as connection:
+        connection.exec_driver_sql(f'CREATE DATABASE "{name}"')
+    try:
+        yield server.set(database=name).render_as_string(hide_password=False)
+    finally:
+        with admin.connect() as connection:
+            connection.exec_driver_sql(f'DROP DATABASE IF EXISTS "{name}" WITH (FORCE)')
+        admin.dispose()
+
+
+def make_settings(data_dir: Path, database_url: str | None = None, **overrides: Any) -> Settings:
+    """Settings for a test deployment in ``data_dir``."""
+    data: dict[str, Any] = {"data_dir": data_dir, "database": {"url": database_url, "auto_migrate": True}, **overrides}
+    return Settings.model_validate(data)
+
+
+@pytest.fixture
+def settings(tmp_path: Path, database_url: str | None) -> Settings:
+    return make_settings(tmp_path / "data", database_url)
+
+
+@pytest.fixture
+def app(settings: Settings) -> Iterator[Starlette]:
+    """A started application with the bundled plugins."""
+    application = create_app(settings)
+    with TestClient(application):
+        yield application
+
+
+@pytest.fixture
+def client(app: Starlette) -> TestClient:
+    """An anonymous API client."""
+    return TestClient(app, raise_server_exceptions=False)
+
+
+class UserClient(TestClient):
+    """A client signed in as one user, sending its CSRF token on every request."""
+
+    username: str
+
+
+def sign_up(app: Starlette, username: str, password: str = PASSWORD, display_name: str | None = None) -> UserClient:
+    """Sign a new user up through the API and return a client holding their session."""
+    client = UserClient(app, raise_server_exceptions=False)
+    body: dict[str, Any] = {"username": username, "password": password}
+    if display_name is not None:
+        body["display_name"] = display_name
+    response = client.post("/api/auth/signup", json=body)
+    assert response.status_code == 201, response.text
+    client.headers["X-CSRF-Token"] = response.headers["X-CSRF-Token"]
+    client.username = username
+    return client
+
+
+@pytest.fixture
+def alice(app: Starlette) -> UserClient:
+    return sign_up(app, "alice", display_name="Alice Liddell")
+
+
+@pytest.fixture
+def bob(app: Starlette) -> UserClient:
+    return sign_up(app, "bob_b", display_name="Bob Builder")
+
+
+def assert_error(response: httpx.Response, status: int, code: str) -> dict[str, Any]:
+    """Check the error shape; returns the error object."""
+    assert response.status_code == status, response.text
+    error = response.json()["error"]
+    assert error["code"] == code, error
+    assert isinstance(error["message"], str) and error["message"]
+    return error
+
+
+class LiveServer:
+    """An application served by uvicorn on a free loopback port, in a background thread."""
+
+    def __init__(self, app: Starlette) -> None:
+        self.server = uvicorn.Server(uvicorn.Config(app, host="127.0.0.1", port=0, log_config=None, access_log=False))
+        self.thread = threading.Thread(target=self.server.run, daemon=True)
+
+    def __enter__(self) -> LiveServer:
+        self.thread.start()
+        deadline = time.monotonic() + 20
+        while not self.server.started:
+            if time.monotonic() > deadline or not self.thread.is_alive():
+                raise RuntimeError("the live server did not start")
+            time.sleep(0.02)
+        return self
+
+    @property
+    def url(self) -> str:
+        host, port = self.server.servers[0].sockets[0].getsockname()[:2]
+        return f"http://{host}:{port}"
+
+    def __exit__(self, *exc: object) -> None:
+        self.server.should_exit = True
+        self.thread.join(timeout=20)
+
+
+@pytest.fixture
+def live_server(settings: Settings) -> Iterator[LiveServer]:
+    """The application with the bundled plugins, on a real socket."""
+    with LiveServer(create_app(settings)) as server:
+        yield server

@@ -1,0 +1,1 @@
+"""Small plugins the tests load, each showing one behaviour of the plugin manager."""

@@ -1,0 +1,3 @@
+"""A plugin that cannot even be imported."""
+
+raise ImportError("this plugin's dependency is missing")

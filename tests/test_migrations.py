@@ -1,0 +1,71 @@
+"""Migrations: the kernel's branch builds the schema the models describe; plugin branches add theirs."""
+
+from __future__ import annotations
+
+import os
+import subprocess
+import sys
+from pathlib import Path
+
+import sqlalchemy
+from alembic.autogenerate import compare_metadata
+from alembic.migration import MigrationContext
+from sqlmodel import SQLModel
+
+import kernel.models  # noqa: F401 - registers the kernel's tables on SQLModel.metadata
+from kernel.app import Kernel
+from kernel.plugins import BUNDLED_PLUGINS
+from tests.conftest import make_settings
+
+
+def test_migrations_build_exactly_the_models_schema(tmp_path: Path, database_url: str | None) -> None:
+    kernel = Kernel(make_settings(tmp_path / "data", database_url))
+    kernel.upgrade_database()
+    kernel_tables = sqlalchemy.MetaData()
+    for table in SQLModel.metadata.tables.values():
+        if table.name.startswith("kernel_"):
+            table.to_metadata(kernel_tables)
+    with kernel.db.engine.connect() as connection:
+        context = MigrationContext.configure(connection, opts={"compare_type": True})
+        differences = [diff for diff in compare_metadata(context, kernel_tables) if diff[0] != "remove_table" or diff[1].name.startswith("kernel_")]
+    kernel.db.dispose()
+    assert differences == []
+
+
+def test_upgrade_twice_changes_nothing(tmp_path: Path, database_url: str | None) -> None:
+    kernel = Kernel(make_settings(tmp_path / "data", database_url))
+    kernel.upgrade_database()
+    kernel.upgrade_database()
+    with kernel.db.engine.connect() as connection:
+        versions = connection.exec_driver_sql("SELECT version_num FROM alembic_version").scalars().all()
+    kernel.db.dispose()
+    assert versions == ["kernel_0001"]
+
+
+def test_a_plugin_branch_adds_its_tables(tmp_path: Path, database_url: str | None) -> None:
+    settings = make_settings(tmp_path / "data", database_url, plugins={"enabled": [*BUNDLED_PLUGINS, "with_table"]})
+    kernel = Kernel(settings, plugins={"with_table": "tests.plugin_fixtures.with_table"})
+    kernel.upgrade_database()
+    kernel.upgrade_database()
+    tables = set(sqlalchemy.inspect(kernel.db.engine).get_table_names())
+    kernel.db.dispose()
+    assert {"kernel_users", "with_table_notes"} <= tables
+
+
+def test_db_upgrade_command_migrates_the_configured_database(tmp_path: Path, database_url: str | None) -> None:
+    env = {key: value for key, value in os.environ.items() if not key.startswith("EVERYTHING_")}
+    env["EVERYTHING_DATA_DIR"] = str(tmp_path / "data")
+    if database_url:
+        env["EVERYTHING_DATABASE__URL"] = database_url
+    result = subprocess.run([sys.executable, "-m", "kernel.cli", "db", "upgrade"], capture_output=True, text=True, timeout=120, env=env)
+    assert result.returncode == 0, result.stderr
+    engine = sqlalchemy.create_engine(Kernel(make_settings(tmp_path / "data", database_url)).settings.database_url)
+    assert "kernel_users" in sqlalchemy.inspect(engine).get_table_names()
+    engine.dispose()
+
+
+def test_sqlite_runs_in_wal_mode(tmp_path: Path) -> None:
+    kernel = Kernel(make_settings(tmp_path / "data"))
+    with kernel.db.engine.connect() as connection:
+        assert connection.exec_driver_sql("PRAGMA journal_mode").scalar() == "wal"
+    kernel.db.dispose()

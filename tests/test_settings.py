@@ -1,0 +1,111 @@
+"""Settings: the TOML file, environment overrides, and one-line errors that name the key."""
+
+from __future__ import annotations
+
+import json
+import os
+import subprocess
+import sys
+from pathlib import Path
+
+import pytest
+
+from kernel.settings import SettingsError, ensure_data_dir, load_settings
+
+
+def everything(*args: str, env: dict[str, str] | None = None, cwd: Path | None = None) -> subprocess.CompletedProcess[str]:
+    clean = {key: value for key, value in os.environ.items() if not key.startswith("EVERYTHING_") and key != "DATABASE_URL"}
+    return subprocess.run(
+        [sys.executable, "-m", "kernel.cli", *args], capture_output=True, text=True, timeout=60, env={**clean, **(env or {})}, cwd=cwd
+    )
+
+
+def test_file_and_environment_combine_with_environment_winning(tmp_path: Path) -> None:
+    config = tmp_path / "everything.toml"
+    config.write_text('[server]\nport = 9000\nhost = "0.0.0.0"\n[plugins]\nenabled = ["feed"]\n')
+    settings = load_settings(config, environ={"EVERYTHING_SERVER__PORT": "9100", "EVERYTHING_PLUGINS__ENABLED": "feed,calls"})
+    assert settings.server.port == 9100
+    assert settings.server.host == "0.0.0.0"
+    assert settings.plugins.enabled == ["feed", "calls"]
+
+
+def test_config_path_comes_from_everything_config(tmp_path: Path) -> None:
+    config = tmp_path / "elsewhere.toml"
+    config.write_text("[server]\nport = 9200\n")
+    assert load_settings(environ={"EVERYTHING_CONFIG": str(config)}).server.port == 9200
+
+
+def test_database_url_is_honoured_and_gets_a_driver(tmp_path: Path) -> None:
+    settings = load_settings(tmp_path / "none.toml" if False else None, environ={"DATABASE_URL": "postgres://u:pw@db/app"})
+    assert settings.database_url == "postgresql+psycopg://u:pw@db/app"
+
+
+def test_unknown_key_in_the_file_is_named(tmp_path: Path) -> None:
+    config = tmp_path / "everything.toml"
+    config.write_text("[server]\nprot = 9000\n")
+    with pytest.raises(SettingsError, match=r"unknown setting 'server.prot'"):
+        load_settings(config, environ={})
+
+
+def test_unknown_environment_variable_is_named() -> None:
+    with pytest.raises(SettingsError, match=r"unknown setting 'colour'"):
+        load_settings(environ={"EVERYTHING_COLOUR": "blue"})
+
+
+def test_invalid_value_is_named() -> None:
+    with pytest.raises(SettingsError, match=r"invalid setting 'server.port'"):
+        load_settings(environ={"EVERYTHING_SERVER__PORT": "ninety"})
+
+
+def test_test_variables_are_not_settings() -> None:
+    load_settings(environ={"EVERYTHING_TEST_DATABASE_URL": "postgresql://x/y", "EVERYTHING_TEST_REDIS_URL": "redis://"})
+
+
+def test_cli_stops_with_one_line_naming_the_key_and_no_traceback(tmp_path: Path) -> None:
+    config = tmp_path / "everything.toml"
+    config.write_text("[auth]\nsession_days = -3\n")
+    result = everything("config", "check", "--config", str(config))
+    assert result.returncode == 2
+    assert result.stderr.strip().count("\n") == 0
+    assert "auth.session_days" in result.stderr
+    assert "Traceback" not in result.stderr
+
+
+def test_serve_with_an_unknown_key_stops_before_starting(tmp_path: Path) -> None:
+    result = everything("serve", "--data-dir", str(tmp_path / "data"), env={"EVERYTHING_SERVR__PORT": "1"})
+    assert result.returncode == 2
+    assert "unknown setting 'servr'" in result.stderr
+    assert "Traceback" not in result.stderr
+
+
+def test_unknown_plugin_section_is_named(tmp_path: Path) -> None:
+    config = tmp_path / "everything.toml"
+    config.write_text(f'data_dir = "{tmp_path / "data"}"\n[plugins.nonesuch]\nx = 1\n')
+    result = everything("config", "check", "--config", str(config))
+    assert result.returncode == 2
+    assert "plugins.nonesuch" in result.stderr
+
+
+def test_config_check_prints_effective_settings_with_secrets_redacted(tmp_path: Path) -> None:
+    config = tmp_path / "everything.toml"
+    config.write_text(
+        f'data_dir = "{tmp_path / "data"}"\nsecret_key = "hunter2-hunter2"\n'
+        '[database]\nurl = "postgresql://admin:s3cret@db.internal/everything"\n'
+    )
+    result = everything("config", "check", "--config", str(config), env={"EVERYTHING_SERVER__PORT": "8123"})
+    assert result.returncode == 0, result.stderr
+    printed = json.loads(result.stdout)
+    assert printed["server"]["port"] == 8123
+    assert printed["secret_key"] == "***"
+    assert printed["database"]["url"] == "postgresql://admin:***@db.internal/everything"
+    assert "hunter2" not in result.stdout and "s3cret" not in result.stdout
+
+
+def test_secret_key_is_generated_once_and_kept(tmp_path: Path) -> None:
+    first = load_settings(environ={"EVERYTHING_DATA_DIR": str(tmp_path / "data")})
+    ensure_data_dir(first)
+    second = load_settings(environ={"EVERYTHING_DATA_DIR": str(tmp_path / "data")})
+    ensure_data_dir(second)
+    assert first.secret() == second.secret()
+    assert len(first.secret()) >= 32
+    assert (tmp_path / "data" / "secret_key").stat().st_mode & 0o077 == 0
