@@ -45,3 +45,9 @@ def test_every_hook_is_called_in_a_running_deployment(tmp_path: Path) -> None:
     assert kernel.plugins.records["recorder"].manifest.version == "1.2.3"
     assert called | {"manifest"} == set(HOOKS)
     assert "user_created:visitor" in recorder.calls(kernel)
+
+
+def test_the_plugin_guide_lists_every_hook() -> None:
+    guide = (Path(__file__).parent.parent / "docs" / "plugins.md").read_text()
+    for name in HOOKS:
+        assert f"`{name}(" in guide, f"docs/plugins.md does not document {name}"
