@@ -59,6 +59,7 @@ def register_routes(kernel: Kernel) -> list[Route]:
         Route("/api/recorder/ping", ping),
         Route("/api/recorder/explode", explode),
         Route("/recorder/", page),
+        Route("/recorder/explode", explode),
     ]
 
 
