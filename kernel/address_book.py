@@ -273,7 +273,7 @@ class AddressBook:
         found: list[tuple[tuple[str, int, int], User]] = []
         want = limit + 1
         while len(found) < want:
-            batch, position = self.db.read(lambda conn: _directory_batch(conn, prefix, position, want + len(hidden)))
+            batch, position = self.db.read(lambda conn, after=position: _directory_batch(conn, prefix, after, want + len(hidden)))
             found.extend(item for item in batch if item[1].id not in hidden)
             if position is None:
                 break

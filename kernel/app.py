@@ -16,7 +16,6 @@ from typing import Any
 import anyio.to_thread
 import jinja2
 from starlette.applications import Starlette
-from starlette.exceptions import HTTPException
 from starlette.middleware import Middleware
 from starlette.requests import HTTPConnection
 from starlette.routing import BaseRoute, Mount
@@ -26,7 +25,6 @@ from starlette.templating import Jinja2Templates
 from kernel import builtin_hooks, migrate
 from kernel.address_book import AddressBook
 from kernel.db import Database
-from kernel.errors import ApiError
 from kernel.identity import RESERVED_USERNAMES, Identity, User
 from kernel.middleware import AuthMiddleware, BodyLimitMiddleware, RequestLogMiddleware
 from kernel.plugins import Plugins
@@ -193,5 +191,3 @@ def create_app(settings: Settings | None = None, *, plugins: Mapping[str, Any] |
     app.state.kernel = kernel
     return app
 
-
-__all__ = ["ApiError", "HTTPException", "Kernel", "create_app", "get_kernel"]

@@ -184,13 +184,14 @@ async def profile_list(request: Request) -> Response:
     return render(request, "user_list.html", {"profile": profile, "which": which, "results": page.results, "next_cursor": page.next_cursor})
 
 
+# Profile form actions and the address book method each one calls.
 PROFILE_ACTIONS = {
-    "follow": ("follow", True),
-    "unfollow": ("unfollow", True),
-    "contact": ("add_contact", False),
-    "uncontact": ("remove_contact", False),
-    "block": ("block", True),
-    "unblock": ("unblock", True),
+    "follow": "follow",
+    "unfollow": "unfollow",
+    "contact": "add_contact",
+    "uncontact": "remove_contact",
+    "block": "block",
+    "unblock": "unblock",
 }
 
 
@@ -204,8 +205,7 @@ async def profile_action(request: Request) -> Response:
     action = request.path_params["action"]
     if action not in PROFILE_ACTIONS:
         raise ApiError(404, "not_found", "There is nothing here.")
-    method_name, _ = PROFILE_ACTIONS[action]
-    method = getattr(kernel.address_book, method_name)
+    method = getattr(kernel.address_book, PROFILE_ACTIONS[action])
     if action == "contact":
         await anyio.to_thread.run_sync(method, viewer, profile, form.get("nickname", "").strip()[:50])
     else:

@@ -30,6 +30,7 @@ from starlette.types import ASGIApp, Receive, Scope, Send
 
 from kernel import hookspecs
 from kernel.contract import PLUGIN_NAME, Feature, Manifest
+from kernel.errors import ApiError
 from kernel.settings import PluginsSettings, SettingsError, validate_plugin_settings
 
 logger = logging.getLogger("everything.plugins")
@@ -99,8 +100,6 @@ class PluginGate:
 
     async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
         if not self.record.running:
-            from kernel.errors import ApiError
-
             raise ApiError(404, "not_found", "There is nothing here.")
         try:
             await self.app(scope, receive, send)
@@ -296,18 +295,20 @@ class Plugins:
     # Start-up and shut-down ----------------------------------------------------
 
     async def start(self, kernel: Any) -> None:
-        """Run every enabled plugin's start-up hook, in requires order."""
-        for record in self.running():
-            if any(not self.records[needed].running for needed in record.manifest.requires):  # type: ignore[union-attr]
-                self._check_requires()
+        """Run every enabled plugin's start-up hook, in requires order.
+
+        A plugin that fails takes down what requires it before their turn comes.
+        """
+        for record in list(self.records.values()):
+            if not record.running:
                 continue
             try:
                 await self._await(self.call_one(record, "startup", kernel=kernel))
                 record.started = True
             except Exception as exc:
-                self._fail(record, f"start-up raised {_describe_exception(exc)}")
                 logger.error("plugin %s failed to start:\n%s", record.name, traceback.format_exc())
-        self._check_requires()
+                self._fail(record, f"start-up raised {_describe_exception(exc)}")
+                self._check_requires()
 
     async def stop(self, kernel: Any) -> None:
         """Run the shut-down hook of every started plugin, in reverse order."""
@@ -389,9 +390,7 @@ class Plugins:
             return
         try:
             check(*args)
-        except PluginFailure as exc:
-            self._fail(record, str(exc))
-        except ValueError as exc:
+        except (PluginFailure, ValueError) as exc:
             self._fail(record, str(exc))
         except Exception as exc:
             self._fail(record, f"raised {_describe_exception(exc)}")
