@@ -13,7 +13,7 @@ from dataclasses import dataclass
 from datetime import datetime
 from typing import Any
 
-from sqlalchemy import Connection, and_, delete, exists, insert, or_, select, update
+from sqlalchemy import Connection, and_, bindparam, delete, exists, insert, or_, select, update
 from sqlalchemy.exc import IntegrityError
 
 from kernel.db import Database
@@ -295,6 +295,30 @@ class AddressBook:
 
 Key = tuple[str, int, int]
 
+# The directory's range scans, built once: building them per call cost more than running them.
+_SCAN_COLUMNS = (*USER_COLUMNS, users.c.username_lower, users.c.display_lower)
+_BY_USERNAME = (
+    select(*_SCAN_COLUMNS)
+    .where(users.c.username_lower >= bindparam("lo"), users.c.username_lower < bindparam("hi"))
+    .order_by(users.c.username_lower)
+    .limit(bindparam("limit"))
+)
+_BY_USERNAME_AFTER = _BY_USERNAME.where(users.c.username_lower > bindparam("after_name"))
+_BY_DISPLAY = (
+    select(*_SCAN_COLUMNS)
+    .where(users.c.display_lower >= bindparam("lo"), users.c.display_lower < bindparam("hi"))
+    .order_by(users.c.display_lower, users.c.id)
+    .limit(bindparam("limit"))
+)
+# After a username key: every display name equal to it comes later (rank 1 > 0).
+_BY_DISPLAY_AFTER_USERNAME = _BY_DISPLAY.where(users.c.display_lower >= bindparam("after_name"))
+_BY_DISPLAY_AFTER_DISPLAY = _BY_DISPLAY.where(
+    or_(
+        users.c.display_lower > bindparam("after_name"),
+        and_(users.c.display_lower == bindparam("after_name"), users.c.id > bindparam("after_id")),
+    )
+)
+
 
 def _directory_batch(
     conn: Connection, prefix: str, after: Key | None, limit: int
@@ -308,35 +332,24 @@ def _directory_batch(
     complete, so the batch stops there; the position is None when both
     scans are exhausted.
     """
-    top = prefix + _TOP
-    by_username = (
-        select(*USER_COLUMNS, users.c.username_lower, users.c.display_lower)
-        .where(users.c.username_lower >= prefix, users.c.username_lower < top)
-        .order_by(users.c.username_lower)
-        .limit(limit)
-    )
-    by_display = (
-        select(*USER_COLUMNS, users.c.username_lower, users.c.display_lower)
-        .where(users.c.display_lower >= prefix, users.c.display_lower < top)
-        .order_by(users.c.display_lower, users.c.id)
-        .limit(limit)
-    )
-    if after is not None:
-        name, rank, user_id = after
+    params: dict[str, Any] = {"lo": prefix, "hi": prefix + _TOP, "limit": limit}
+    if after is None:
+        by_username, by_display = _BY_USERNAME, _BY_DISPLAY
+    else:
+        params["after_name"], rank, params["after_id"] = after
         # (u, 0, id) > (name, rank, user_id) comes down to u > name: usernames are unique.
-        by_username = by_username.where(users.c.username_lower > name)
-        same_name = users.c.id > user_id if rank == 1 else users.c.id.isnot(None)
-        by_display = by_display.where(or_(users.c.display_lower > name, and_(users.c.display_lower == name, same_name)))
+        by_username = _BY_USERNAME_AFTER
+        by_display = _BY_DISPLAY_AFTER_DISPLAY if rank == 1 else _BY_DISPLAY_AFTER_USERNAME
     merged: list[tuple[Key, User]] = []
     boundary: Key | None = None
-    username_rows = conn.execute(by_username).all()
+    username_rows = conn.execute(by_username, params).all()
     for row in username_rows:
         if row.display_lower.startswith(prefix) and row.display_lower < row.username_lower:
             continue  # listed at its display name
         merged.append(((row.username_lower, 0, row.id), user_from_row(row)))
     if len(username_rows) == limit:
         boundary = (username_rows[-1].username_lower, 0, username_rows[-1].id)
-    display_rows = conn.execute(by_display).all()
+    display_rows = conn.execute(by_display, params).all()
     for row in display_rows:
         if row.username_lower.startswith(prefix) and row.username_lower <= row.display_lower:
             continue  # listed at its username

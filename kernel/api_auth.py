@@ -69,7 +69,7 @@ async def sign_up(kernel: Kernel, username: str, password: str, display_name: st
     check_username(username, kernel.identity.reserved)
     check_password_rules(kernel, password)
     display = clean_display_name(display_name, username)
-    password_hash = await anyio.to_thread.run_sync(hash_password, password)
+    password_hash = await anyio.to_thread.run_sync(hash_password, password, limiter=kernel.password_limiter)
     user = await anyio.to_thread.run_sync(kernel.identity.create_user, username, password_hash, display)
     await kernel.plugins.notify("user_created", kernel=kernel, user=user)
     return user
@@ -85,7 +85,9 @@ async def log_in(request: Request, username: str, password: str) -> User:
             429, "rate_limited", f"Too many failed log-ins. Try again in {wait} seconds.", headers={"Retry-After": str(wait)}
         )
     found = await anyio.to_thread.run_sync(kernel.identity.password_hash_of, username) if len(username) <= 15 else None
-    ok = await anyio.to_thread.run_sync(verify_password, found[1] if found else None, password)
+    ok = await anyio.to_thread.run_sync(
+        verify_password, found[1] if found else None, password, limiter=kernel.password_limiter
+    )
     if not ok or found is None:
         kernel.login_failures_by_username.fail(key_user)
         kernel.login_failures_by_client.fail(key_client)
@@ -175,10 +177,10 @@ async def set_new_password(request: Request, user: User, current: str, new: str)
     """Check the current password, then set the new one and end the user's other sessions."""
     kernel = get_kernel(request)
     stored = await anyio.to_thread.run_sync(kernel.identity.password_hash_by_id, user.id)
-    if not await anyio.to_thread.run_sync(verify_password, stored, current):
+    if not await anyio.to_thread.run_sync(verify_password, stored, current, limiter=kernel.password_limiter):
         raise ApiError(403, "invalid_credentials", "current_password: wrong password", field="current_password")
     check_password_rules(kernel, new, "new_password")
-    new_hash = await anyio.to_thread.run_sync(hash_password, new)
+    new_hash = await anyio.to_thread.run_sync(hash_password, new, limiter=kernel.password_limiter)
     credential = request.scope.get("credential")
     keep = credential.id if credential is not None and credential.kind == "session" else None
     await anyio.to_thread.run_sync(kernel.identity.set_password, user.id, new_hash, keep)

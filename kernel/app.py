@@ -24,11 +24,12 @@ from starlette.templating import Jinja2Templates
 
 from kernel import builtin_hooks, migrate
 from kernel.address_book import AddressBook
-from kernel.db import Database
+from kernel.db import DB_THREADS, Database
 from kernel.identity import RESERVED_USERNAMES, Identity, User
 from kernel.middleware import AuthMiddleware, BodyLimitMiddleware, RequestLogMiddleware
 from kernel.plugins import Plugins
 from kernel.ratelimit import FailureLimiter
+from kernel.routing import KernelRouter
 from kernel.settings import Settings, ensure_data_dir, load_settings
 
 logger = logging.getLogger("everything")
@@ -57,6 +58,9 @@ class Kernel:
         auth = settings.auth
         self.login_failures_by_username = FailureLimiter(auth.login_failures_per_username, auth.login_window_seconds)
         self.login_failures_by_client = FailureLimiter(auth.login_failures_per_client, auth.login_window_seconds)
+        # Hashing takes tens of milliseconds of CPU: it gets threads of its own so
+        # that a burst of log-ins cannot starve the short database calls.
+        self.password_limiter = anyio.CapacityLimiter(2)
         self.plugins.boot(settings.plugins, self)
         self.templates = self._make_templates()
         self.ready = False
@@ -111,6 +115,9 @@ class Kernel:
         migrate.upgrade(self.db, self.migration_folders())
 
     async def start(self) -> None:
+        # Few threads: with anyio's default of 40 they queue on the GIL, and every
+        # short database call pays for the hand-overs (see bench/directory.py).
+        anyio.to_thread.current_default_thread_limiter().total_tokens = DB_THREADS
         auto = self.settings.database.auto_migrate
         if auto or (auto is None and self.settings.is_embedded_database):
             await anyio.to_thread.run_sync(self.upgrade_database)
@@ -187,7 +194,8 @@ def create_app(settings: Settings | None = None, *, plugins: Mapping[str, Any] |
         Middleware(BodyLimitMiddleware, max_bytes=settings.server.max_body_bytes),
         Middleware(AuthMiddleware, kernel=kernel),
     ]
-    app = Starlette(routes=routes, middleware=middleware, exception_handlers=exception_handlers, lifespan=lifespan)
+    app = Starlette(middleware=middleware, exception_handlers=exception_handlers)
+    app.router = KernelRouter(routes, lifespan=lifespan)
     app.state.kernel = kernel
     return app
 

@@ -17,6 +17,9 @@ from sqlalchemy.pool import StaticPool
 
 T = TypeVar("T")
 
+# Threads that run blocking work for requests (anyio's default limiter is set to this at start).
+DB_THREADS = 4
+
 
 def make_engine(url: str, echo: bool = False) -> Engine:
     """Create the engine for ``url`` with the connection settings the kernel relies on."""
@@ -27,6 +30,9 @@ def make_engine(url: str, echo: bool = False) -> Engine:
             echo=echo,
             connect_args={"check_same_thread": False, "timeout": 30},
             poolclass=StaticPool if in_memory else None,
+            # One connection per worker thread that may hold one: overflow
+            # connections are closed on return, and reopening one runs the pragmas again.
+            **({} if in_memory else {"pool_size": DB_THREADS, "max_overflow": 8}),
         )
 
         @event.listens_for(engine, "connect")
@@ -44,7 +50,8 @@ def make_engine(url: str, echo: bool = False) -> Engine:
 
         @event.listens_for(engine, "begin")
         def _sqlite_begin(connection: Connection) -> None:
-            connection.exec_driver_sql("BEGIN IMMEDIATE" if connection.info.get("write") else "BEGIN")
+            # Straight to the driver: exec_driver_sql would run SQLAlchemy's whole execute path for it.
+            connection.connection.driver_connection.execute("BEGIN IMMEDIATE" if connection.info.get("write") else "BEGIN")
 
         return engine
     return create_engine(url, echo=echo, pool_size=10, max_overflow=20, pool_pre_ping=True)

@@ -15,13 +15,17 @@ from kernel.identity import User
 M = TypeVar("M", bound=BaseModel)
 
 
+# json.dumps builds a new encoder whenever it is given options; build it once.
+_ENCODER = json.JSONEncoder(ensure_ascii=False, separators=(",", ":"), default=str)
+
+
 class JSONResponse(Response):
     """A compact JSON response (no spaces, UTF-8 as is)."""
 
     media_type = "application/json"
 
     def render(self, content: Any) -> bytes:
-        return json.dumps(content, ensure_ascii=False, separators=(",", ":"), default=str).encode()
+        return _ENCODER.encode(content).encode()
 
 
 async def read_json(request: Request, model: type[M]) -> M:

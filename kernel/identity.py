@@ -19,7 +19,7 @@ from dataclasses import dataclass
 from datetime import datetime, timedelta
 from typing import Any
 
-from sqlalchemy import Connection, delete, func, insert, select, update
+from sqlalchemy import Connection, bindparam, delete, func, insert, select, update
 from sqlalchemy.exc import IntegrityError
 
 from kernel.db import Database
@@ -96,6 +96,10 @@ USER_COLUMNS = (
     users.c.is_admin,
     users.c.created_at,
 )
+
+
+# Built once: building a statement per call costs more than running it.
+USER_BY_NAME = select(*USER_COLUMNS).where(users.c.username_lower == bindparam("name"))
 
 
 def check_username(username: str, reserved: frozenset[str]) -> str:
@@ -193,9 +197,7 @@ class Identity:
     def user_by_username(self, username: str) -> User | None:
         if not username or len(username) > 15:
             return None
-        row = self.db.read(
-            lambda conn: conn.execute(select(*USER_COLUMNS).where(users.c.username_lower == username.lower())).first()
-        )
+        row = self.db.read(lambda conn: conn.execute(USER_BY_NAME, {"name": username.lower()}).first())
         return None if row is None else user_from_row(row)
 
     def password_hash_of(self, username: str) -> tuple[int, str] | None:

@@ -5,33 +5,135 @@ from __future__ import annotations
 import json
 import logging
 import sys
+import threading
 import time
+from typing import Any, TextIO
 
 # Attributes every LogRecord has; anything else was passed in ``extra``.
-_STANDARD = set(vars(logging.LogRecord("", 0, "", 0, "", (), None))) | {"message", "asctime"}
+_STANDARD = frozenset(vars(logging.LogRecord("", 0, "", 0, "", (), None))) | {"message", "asctime"}
+
+# json.dumps builds a new encoder on every call that passes options; build it once.
+_ENCODER = json.JSONEncoder(default=str, ensure_ascii=False)
+
+_stamp_cache: list[tuple[int, str]] = [(-1, "")]
+
+
+def timestamp(created: float) -> str:
+    """``created`` (seconds since the epoch) as the lines show it, UTC to the millisecond."""
+    second = int(created)
+    cached = _stamp_cache[0]
+    if cached[0] != second:  # strftime once a second, not once a line
+        cached = _stamp_cache[0] = (second, time.strftime("%Y-%m-%dT%H:%M:%S", time.gmtime(second)))
+    return f"{cached[1]}.{int((created - second) * 1000):03d}Z"
 
 
 class JsonFormatter(logging.Formatter):
     def format(self, record: logging.LogRecord) -> str:
         entry = {
-            "time": time.strftime("%Y-%m-%dT%H:%M:%S", time.gmtime(record.created)) + f".{int(record.msecs):03d}Z",
+            "time": timestamp(record.created),
             "level": record.levelname.lower(),
             "logger": record.name,
             "message": record.getMessage(),
         }
-        entry.update({key: value for key, value in vars(record).items() if key not in _STANDARD})
+        for key, value in record.__dict__.items():
+            if key not in _STANDARD:
+                entry[key] = value
         if record.exc_info:
             entry["exception"] = self.formatException(record.exc_info)
-        return json.dumps(entry, default=str, ensure_ascii=False)
+        return _ENCODER.encode(entry)
+
+
+class JsonLinesHandler(logging.StreamHandler):  # type: ignore[type-arg]
+    """JSON lines on a stream, written in batches rather than one write and flush per line.
+
+    A line waits at most ``delay`` seconds (a daemon thread flushes); a
+    warning or worse, ``max_lines`` waiting lines, and ``logging.shutdown``
+    at exit flush at once.
+    """
+
+    def __init__(self, stream: TextIO, delay: float = 0.2, max_lines: int = 256) -> None:
+        super().__init__(stream)
+        self.setFormatter(JsonFormatter())
+        self.delay = delay
+        self.max_lines = max_lines
+        self.pending: list[str] = []
+        threading.Thread(target=self._flush_every_delay, name="log-flush", daemon=True).start()
+
+    def emit(self, record: logging.LogRecord) -> None:
+        try:
+            self._add(self.format(record), urgent=record.levelno >= logging.WARNING)
+        except RecursionError:
+            raise
+        except Exception:
+            self.handleError(record)
+
+    def emit_info(self, logger: str, message: str, fields: dict[str, Any]) -> None:
+        """Write the line ``emit`` would write for an INFO record with these extra fields, without making the record."""
+        entry = {"time": timestamp(time.time()), "level": "info", "logger": logger, "message": message}
+        entry.update(fields)
+        line = _ENCODER.encode(entry)
+        with self.lock:  # type: ignore[union-attr]
+            self._add(line, urgent=False)
+
+    def flush(self) -> None:
+        with self.lock:  # type: ignore[union-attr]
+            self._write_pending()
+
+    def _add(self, line: str, urgent: bool) -> None:
+        self.pending.append(line)
+        if urgent or len(self.pending) >= self.max_lines:
+            self._write_pending()
+
+    def _write_pending(self) -> None:
+        if self.pending:
+            lines, self.pending = self.pending, []
+            self.stream.write("\n".join(lines) + "\n")
+            self.stream.flush()
+
+    def _flush_every_delay(self) -> None:
+        while True:
+            time.sleep(self.delay)
+            if self.pending:
+                self.flush()
+
+
+def only_json_handler(logger: logging.Logger) -> JsonLinesHandler | None:
+    """The kernel's handler when it alone receives ``logger``'s INFO records, else None.
+
+    Then a caller may hand it the fields (:meth:`JsonLinesHandler.emit_info`)
+    instead of making a LogRecord. Any other set-up (a second handler, a
+    filter, a test's capture handler) answers None and records go through
+    ``logging`` as usual.
+    """
+    if not logger.isEnabledFor(logging.INFO):
+        return None
+    found: JsonLinesHandler | None = None
+    current: logging.Logger | None = logger
+    while current is not None:
+        if current.disabled or current.filters:
+            return None
+        for handler in current.handlers:
+            if found is not None or type(handler) is not JsonLinesHandler or handler.filters or handler.level > logging.INFO:
+                return None
+            found = handler
+        if not current.propagate:
+            break
+        current = current.parent
+    return found if found is not None and type(found.formatter) is JsonFormatter else None
 
 
 def configure(level: str) -> None:
     """Send every log record, the server's own included, as JSON lines to standard error."""
-    handler = logging.StreamHandler(sys.stderr)
-    handler.setFormatter(JsonFormatter())
+    handler = JsonLinesHandler(sys.stderr)
     root = logging.getLogger()
     root.handlers[:] = [handler]
     root.setLevel(level)
+    # The lines show neither the caller's frame nor its thread or process:
+    # skip collecting them (the logging HOWTO, "Optimization").
+    logging._srcfile = None  # type: ignore[attr-defined]
+    logging.logThreads = False
+    logging.logProcesses = False
+    logging.logMultiprocessing = False
     for name in ("uvicorn", "uvicorn.error", "uvicorn.access"):
         logging.getLogger(name).handlers[:] = []
         logging.getLogger(name).propagate = True

@@ -1,0 +1,80 @@
+"""Serve one application under uvicorn (uvloop, httptools, access log off) for the benchmarks.
+
+The benchmarks start this as a subprocess, one worker each, on a loopback port:
+
+    python bench/serve.py bare --port 8001
+    python bench/serve.py kernel --port 8002 --data-dir /tmp/x [--database-url URL] [--no-request-log]
+
+``kernel`` builds the full application with :func:`kernel.create_app` (every
+bundled plugin; structured request logs on unless ``--no-request-log``) and
+configures logging exactly as ``everything serve`` does: JSON lines on
+standard error, which the benchmark sends to a file. ``bare`` is a Starlette
+app with one hello-world JSON route.
+"""
+
+from __future__ import annotations
+
+import argparse
+from pathlib import Path
+
+import uvicorn
+from starlette.applications import Starlette
+from starlette.requests import Request
+from starlette.responses import JSONResponse, Response
+from starlette.routing import Route
+
+from kernel import create_app, logs
+from kernel.settings import Settings
+
+HOST = "127.0.0.1"
+
+
+def bare_app() -> Starlette:
+    async def hello(request: Request) -> Response:
+        return JSONResponse({"hello": "world"})
+
+    return Starlette(routes=[Route("/", hello)])
+
+
+def kernel_settings(data_dir: Path, database_url: str | None, request_log: bool = True) -> Settings:
+    """The deployment's settings: request logs on, as in production, unless turned off."""
+    return Settings.model_validate(
+        {"data_dir": data_dir, "database": {"url": database_url, "auto_migrate": True}, "log": {"requests": request_log}}
+    )
+
+
+def kernel_app(data_dir: Path, database_url: str | None, request_log: bool = True) -> Starlette:
+    settings = kernel_settings(data_dir, database_url, request_log)
+    logs.configure(settings.log.level)  # as `everything serve` does
+    return create_app(settings)
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    parser.add_argument("app", choices=["bare", "kernel"])
+    parser.add_argument("--port", type=int, required=True)
+    parser.add_argument("--data-dir", type=Path)
+    parser.add_argument("--database-url")
+    parser.add_argument("--no-request-log", action="store_true", help="kernel: log.requests = false")
+    args = parser.parse_args()
+    if args.app == "kernel":
+        if args.data_dir is None:
+            parser.error("kernel needs --data-dir")
+        app = kernel_app(args.data_dir, args.database_url, request_log=not args.no_request_log)
+    else:
+        app = bare_app()
+    uvicorn.run(
+        app,
+        host=HOST,
+        port=args.port,
+        loop="uvloop",
+        http="httptools",
+        workers=1,
+        access_log=False,
+        log_config=None,
+        lifespan="on",
+    )
+
+
+if __name__ == "__main__":
+    main()
