@@ -37,27 +37,27 @@ async def home(request: Request) -> Response:
 
 async def signup_page(request: Request) -> Response:
     if request.method == "GET":
-        return render(request, "signup.html", {"form": {}, "next": safe_next(request.query_params.get("next"))})
+        return render(request, "signup.html", {"form": {}, "next": safe_next(request.query_params.get("next"), "")})
     form = await read_form(request)
     kernel = get_kernel(request)
     try:
         user = await sign_up(kernel, form.get("username", ""), form.get("password", ""), form.get("display_name"))
     except ApiError as error:
         form.pop("password", None)
-        return render(request, "signup.html", {"form": form, "error": error, "next": safe_next(form.get("next"))}, status_code=error.status)
+        return render(request, "signup.html", {"form": form, "error": error, "next": safe_next(form.get("next"), "")}, status_code=error.status)
     session = await open_session(request, user)
     return session.set_cookie(redirect(safe_next(form.get("next"), f"/@{user.username}")))
 
 
 async def login_page(request: Request) -> Response:
     if request.method == "GET":
-        return render(request, "login.html", {"form": {}, "next": safe_next(request.query_params.get("next"))})
+        return render(request, "login.html", {"form": {}, "next": safe_next(request.query_params.get("next"), "")})
     form = await read_form(request)
     try:
         user = await log_in(request, form.get("username", ""), form.get("password", ""))
     except ApiError as error:
         form.pop("password", None)
-        response = render(request, "login.html", {"form": form, "error": error, "next": safe_next(form.get("next"))}, status_code=error.status)
+        response = render(request, "login.html", {"form": form, "error": error, "next": safe_next(form.get("next"), "")}, status_code=error.status)
         response.headers.update(error.headers)
         return response
     session = await open_session(request, user)
