@@ -321,10 +321,10 @@ class Identity:
 
     def resolve(self, kind: str, secret: str) -> Credential | None:
         """The credential behind a cookie (``session``) or bearer (``token``) secret."""
-        digest = hash_secret(secret)
-        cached = self._credentials.get((kind, digest))
+        cached = self._credentials.get((kind, secret))
         if cached is not None:
             return cached
+        digest = hash_secret(secret)
         table = sessions if kind == "session" else api_tokens
         query = select(table.c.id, table.c.user_id).where(table.c.token_hash == digest)
         if kind == "session":
@@ -333,12 +333,14 @@ class Identity:
         if row is None:
             return None
         credential = Credential(user_id=row.user_id, kind=kind, id=row.id)
-        self._credentials.put((kind, digest), credential)
+        # Keyed by the secret itself, which this process holds anyway while it
+        # serves the request: hashing it again on every hit costs more than the look-up.
+        self._credentials.put((kind, secret), credential)
         return credential
 
     def resolve_cached(self, kind: str, secret: str) -> tuple[Credential, User] | None:
         """:meth:`resolve_user` answered from the cache alone; None on any miss."""
-        credential = self._credentials.get((kind, hash_secret(secret)))
+        credential = self._credentials.get((kind, secret))
         if credential is None:
             return None
         user = self._users.get(credential.user_id)

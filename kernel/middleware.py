@@ -58,23 +58,26 @@ class RequestLogMiddleware:
     def _log(scope: Scope, request_id: str, status: int, started: float) -> None:
         user = scope.get("user")
         client = scope.get("client")
-        fields = {
-            "event": "request",
-            "request_id": request_id,
-            "method": scope["method"],
-            "path": scope["path"],
-            "status": status,
-            "duration_ms": round((time.perf_counter() - started) * 1000, 2),
-            "user": user.username if user else None,
-            "client": client[0] if client else None,
-        }
+        username = user.username if user else None
+        address = client[0] if client else None
+        duration_ms = round((time.perf_counter() - started) * 1000, 2)
         handler = logs.only_json_handler(request_log)
         if handler is not None:
-            handler.emit_info(request_log.name, "request", fields)
+            line = logs.request_line(request_id, scope["method"], scope["path"], status, duration_ms, username, address)
+            handler.emit_line(line)
             return
-        # What request_log.info("request", extra=fields) makes, without its caller look-up.
+        # What request_log.info("request", extra=...) makes, without its caller look-up.
         record = logging.LogRecord(request_log.name, logging.INFO, __file__, 0, "request", None, None)
-        record.__dict__.update(fields)
+        record.__dict__.update(
+            event="request",
+            request_id=request_id,
+            method=scope["method"],
+            path=scope["path"],
+            status=status,
+            duration_ms=duration_ms,
+            user=username,
+            client=address,
+        )
         request_log.handle(record)
 
 

@@ -11,7 +11,7 @@ from starlette.testclient import TestClient
 
 from kernel import create_app
 from kernel.plugins import BUNDLED_PLUGINS
-from kernel.logs import JsonFormatter
+from kernel.logs import JsonFormatter, request_line
 from tests.conftest import make_settings
 
 
@@ -59,3 +59,23 @@ def test_json_logs_are_one_object_per_line() -> None:
     parsed = json.loads(line)
     assert parsed["message"] == "request" and parsed["status"] == 201 and parsed["level"] == "info"
     assert "\n" not in line
+
+
+def test_the_direct_request_line_matches_the_formatter() -> None:
+    record = logging.LogRecord("everything.requests", logging.INFO, __file__, 0, "request", None, None)
+    fields = {
+        "event": "request",
+        "request_id": "00ff",
+        "method": "GET",
+        "path": '/we"ird\\path/ünï',
+        "status": 404,
+        "duration_ms": 1.25,
+        "user": None,
+        "client": "127.0.0.1",
+    }
+    record.__dict__.update(fields)
+    expected = json.loads(JsonFormatter().format(record))
+    direct = json.loads(request_line("00ff", "GET", '/we"ird\\path/ünï', 404, 1.25, None, "127.0.0.1"))
+    assert {key: value for key, value in direct.items() if key != "time"} == {
+        key: value for key, value in expected.items() if key != "time"
+    }
