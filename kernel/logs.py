@@ -7,7 +7,7 @@ import logging
 import sys
 import threading
 import time
-from typing import Any, TextIO
+from typing import TextIO
 
 # Attributes every LogRecord has; anything else was passed in ``extra``.
 _STANDARD = frozenset(vars(logging.LogRecord("", 0, "", 0, "", (), None))) | {"message", "asctime"}
