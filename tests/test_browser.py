@@ -2,16 +2,18 @@
 
 from __future__ import annotations
 
+import re
 import secrets
-import shutil
 from collections.abc import Iterator
+from pathlib import Path
+from typing import Any
 
 import httpx
 import pytest
 
 from tests.conftest import PASSWORD, LiveServer
 
-CHROMIUM = shutil.which("chromium") or "/usr/bin/chromium"
+CHROMIUM = Path("/usr/bin/chromium")
 CHROMIUM_ARGS = [
     "--headless=new",
     "--no-sandbox",
@@ -22,67 +24,104 @@ CHROMIUM_ARGS = [
     "--disable-component-update",
     "--disable-sync",
 ]
-VIEWPORTS = {
+VIEWPORTS: dict[str, dict[str, Any]] = {
     "phone": {"viewport": {"width": 360, "height": 740}, "is_mobile": True, "has_touch": True, "device_scale_factor": 2},
     "desktop": {"viewport": {"width": 1280, "height": 800}},
 }
 
 pytestmark = [
     pytest.mark.browser,
-    pytest.mark.skipif(shutil.which("chromium") is None, reason="Debian's chromium is not installed (apt-get install chromium)"),
+    pytest.mark.skipif(not CHROMIUM.exists(), reason=f"Debian's chromium is not installed at {CHROMIUM} (apt-get install chromium)"),
 ]
 
 
 @pytest.fixture(scope="module")
-def browser() -> Iterator[object]:
-    from playwright.sync_api import sync_playwright
-
-    with sync_playwright() as playwright:
-        launched = playwright.chromium.launch(executable_path=CHROMIUM, args=CHROMIUM_ARGS)
+def browser() -> Iterator[Any]:
+    sync_api = pytest.importorskip("playwright.sync_api", reason="the playwright package is not installed (pip install -e '.[test]')")
+    with sync_api.sync_playwright() as playwright:
+        launched = playwright.chromium.launch(executable_path=str(CHROMIUM), args=CHROMIUM_ARGS)
         yield launched
         launched.close()
 
 
+def counts_text(page: Any) -> str:
+    """The profile's Following/Followers line with its whitespace collapsed: '0 Following 1 Followers'."""
+    return " ".join(page.locator(".counts").inner_text().split())
+
+
+def assert_no_horizontal_scroll(page: Any) -> None:
+    """The page fits the screen's width.
+
+    With ``is_mobile`` Chromium widens the layout viewport to fit content that
+    overflows, so ``window.innerWidth`` grows along with the page; compare with
+    the device's width instead.
+    """
+    screen = page.viewport_size["width"]
+    content, window = page.evaluate("[document.documentElement.scrollWidth, window.innerWidth]")
+    assert content <= screen and window <= screen, f"{page.url} scrolls sideways: content is {content} px wide on a {screen} px screen"
+
+
 @pytest.mark.parametrize("device", VIEWPORTS)
-def test_sign_up_find_someone_and_follow_them(browser, live_server: LiveServer, device: str) -> None:  # type: ignore[no-untyped-def]
+def test_sign_up_find_someone_as_you_type_and_follow_them(browser: Any, live_server: LiveServer, device: str) -> None:
     suffix = secrets.token_hex(3)
-    target = f"grace_{suffix}"
+    me, target = f"ada_{suffix}", f"grace_{suffix}"
     seeded = httpx.post(
         f"{live_server.url}/api/auth/signup",
         json={"username": target, "password": PASSWORD, "display_name": "Grace Hopper"},
         timeout=30,
     )
-    assert seeded.status_code == 201
+    assert seeded.status_code == 201, seeded.text
 
     context = browser.new_context(base_url=live_server.url, **VIEWPORTS[device])
+    context.set_default_timeout(10_000)
     page = context.new_page()
+    phone = device == "phone"
     try:
+        # Sign up through the page and land on one's own profile, signed in.
         page.goto("/signup")
-        page.fill("input[name=username]", f"ada_{suffix}")
+        if phone:
+            assert_no_horizontal_scroll(page)
+        page.fill("input[name=username]", me)
         page.fill("input[name=display_name]", "Ada Lovelace")
         page.fill("input[name=password]", PASSWORD)
-        page.click("button[type=submit]:has-text('Sign up')")
-        page.wait_for_url(f"**/@ada_{suffix}")
+        page.get_by_role("button", name="Sign up", exact=True).click()
+        page.wait_for_url(f"**/@{me}")
         assert page.locator("h1").inner_text().startswith("Ada Lovelace")
+        assert page.get_by_role("button", name="Log out").is_visible()
+        assert page.get_by_role("link", name="Edit profile").is_visible()
 
+        # The directory starts empty; typing a prefix of the name asks /api/directory and draws the match.
         page.goto("/directory")
-        page.locator("#directory-q").press_sequentially("grace h", delay=40)
-        result = page.locator(f"#directory-results a[href='/@{target}']")
+        results = page.locator("#directory-results")
+        assert results.locator("a").count() == 0
+        with page.expect_response(lambda response: "/api/directory" in response.url) as searched:
+            page.locator("#directory-q").press_sequentially("Grace H", delay=40)
+        assert searched.value.ok
+        result = results.locator(f"a[href='/@{target}']")
         result.wait_for()
         assert "Grace Hopper" in result.inner_text()
-        assert "/directory?q=grace" in page.url  # the script keeps the address shareable
-        assert page.evaluate("document.documentElement.scrollWidth <= window.innerWidth")
+        assert f"@{target}" in result.inner_text()
+        assert "q=Grace" in page.url  # the script keeps the address shareable
+        if phone:
+            assert_no_horizontal_scroll(page)
 
+        # The profile shows who they are, their counts and a Follow button.
         result.click()
         page.wait_for_url(f"**/@{target}")
         assert page.locator("h1").inner_text().startswith("Grace Hopper")
-        assert f"@{target}" in page.locator(".handle").first.inner_text()
-        counts = page.locator(".counts")
-        assert "0 Followers" in " ".join(counts.inner_text().split())
-        assert page.evaluate("document.documentElement.scrollWidth <= window.innerWidth")
+        assert page.locator(".profile .handle").inner_text().startswith(f"@{target}")
+        assert counts_text(page) == "0 Following 0 Followers"
+        follow = page.get_by_role("button", name="Follow", exact=True)
+        assert follow.is_visible()
+        if phone:
+            assert_no_horizontal_scroll(page)
 
-        page.click("button:has-text('Follow')")
-        page.wait_for_selector("button:has-text('Unfollow')")
-        assert "1 Followers" in " ".join(page.locator(".counts").inner_text().split())
+        # Following them counts at once and turns the button into Unfollow.
+        follow.click()
+        page.get_by_role("button", name="Unfollow", exact=True).wait_for()
+        assert re.search(r"\b1 Followers\b", counts_text(page))
+        assert page.get_by_role("button", name="Follow", exact=True).count() == 0
+        if phone:
+            assert_no_horizontal_scroll(page)
     finally:
         context.close()
