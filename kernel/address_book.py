@@ -13,12 +13,22 @@ from dataclasses import dataclass
 from datetime import datetime
 from typing import Any
 
-from sqlalchemy import Connection, and_, bindparam, delete, exists, insert, or_, select, update
+from sqlalchemy import (
+    Connection,
+    and_,
+    bindparam,
+    delete,
+    exists,
+    insert,
+    or_,
+    select,
+    update,
+)
 from sqlalchemy.exc import IntegrityError
 
 from kernel.db import Database
 from kernel.errors import ApiError
-from kernel.identity import USER_COLUMNS, Identity, User, iso, user_from_row
+from kernel.identity import MAX_ID, USER_COLUMNS, Identity, User, iso, user_from_row
 from kernel.models import blocks, contacts, follows, users, utcnow
 
 # Above every character a name can hold: the end of a prefix range.
@@ -35,18 +45,27 @@ def encode_cursor(*parts: Any) -> str:
     return base64.urlsafe_b64encode(json.dumps(parts, separators=(",", ":")).encode()).decode().rstrip("=")
 
 
-def decode_cursor(cursor: str | None, arity: int) -> list[Any] | None:
-    """The parts of a cursor made by :func:`encode_cursor`; 422 ``invalid_cursor`` when it is not one."""
+def decode_cursor(cursor: str | None, *types: type) -> list[Any] | None:
+    """The parts of a cursor made by :func:`encode_cursor`, checked against ``types``.
+
+    :raises ApiError: 422 ``invalid_cursor`` for anything this endpoint did not give out.
+    """
     if not cursor:
         return None
     try:
         padded = cursor + "=" * (-len(cursor) % 4)
         parts = json.loads(base64.urlsafe_b64decode(padded.encode()))
-    except (ValueError, TypeError):
+    except (ValueError, TypeError, RecursionError):
         parts = None
-    if not isinstance(parts, list) or len(parts) != arity:
+    if not isinstance(parts, list) or len(parts) != len(types) or not all(_fits(part, kind) for part, kind in zip(parts, types, strict=True)):
         raise ApiError(422, "invalid_cursor", "cursor: not a cursor this endpoint gave out", field="cursor")
     return parts
+
+
+def _fits(part: Any, kind: type) -> bool:
+    if kind is int:
+        return type(part) is int and 0 <= part <= MAX_ID
+    return type(part) is kind and ("\x00" not in part if kind is str else True)
 
 
 class AddressBook:
@@ -136,7 +155,7 @@ class AddressBook:
         return self._follow_page(user, cursor, limit, mine=follows.c.follower_id, theirs=follows.c.followee_id)
 
     def _follow_page(self, user: User, cursor: str | None, limit: int, mine: Any, theirs: Any) -> Page:
-        after = decode_cursor(cursor, 2)
+        after = decode_cursor(cursor, str, int)
         query = (
             select(*USER_COLUMNS, follows.c.created_at.label("since"))
             .join(follows, theirs == users.c.id)
@@ -182,7 +201,7 @@ class AddressBook:
         )
 
     def list_contacts(self, owner: User, cursor: str | None, limit: int) -> Page:
-        after = decode_cursor(cursor, 1)
+        after = decode_cursor(cursor, str)
         query = (
             select(*USER_COLUMNS, contacts.c.nickname, contacts.c.created_at.label("added_at"))
             .join(contacts, contacts.c.contact_id == users.c.id)
@@ -206,6 +225,7 @@ class AddressBook:
             raise ApiError(422, "cannot_block_self", "You cannot block yourself.")
 
         def work(conn: Connection) -> None:
+            _lock_pair(conn, blocker.id, blocked.id)
             already = conn.execute(
                 select(exists().where(blocks.c.blocker_id == blocker.id, blocks.c.blocked_id == blocked.id))
             ).scalar_one()
@@ -232,7 +252,7 @@ class AddressBook:
         )
 
     def list_blocks(self, blocker: User, cursor: str | None, limit: int) -> Page:
-        after = decode_cursor(cursor, 1)
+        after = decode_cursor(cursor, str)
         query = (
             select(*USER_COLUMNS)
             .join(blocks, blocks.c.blocked_id == users.c.id)
@@ -267,7 +287,7 @@ class AddressBook:
         prefix = " ".join(q.split()).lower().lstrip("@")
         if not prefix:
             return Page([], None)
-        after = decode_cursor(cursor, 3)
+        after = decode_cursor(cursor, str, int, int)
         position = (str(after[0]), int(after[1]), int(after[2])) if after else None
         hidden = self.blocked_either_way(viewer_id) if viewer_id is not None else set()
         found: list[tuple[tuple[str, int, int], User]] = []
@@ -363,7 +383,18 @@ def _directory_batch(
     return merged, boundary
 
 
+def _lock_pair(conn: Connection, a: int, b: int) -> None:
+    """Lock both users' rows until the transaction ends (PostgreSQL; SQLite's writes are serial anyway).
+
+    Follow, contact and block each check the other side's state, then write;
+    without the lock a follow and a block sent at the same moment could both
+    pass their checks and leave a follow across a block.
+    """
+    conn.execute(select(users.c.id).where(users.c.id.in_([a, b])).order_by(users.c.id).with_for_update())
+
+
 def _refuse_across_block(conn: Connection, a: int, b: int, verb: str) -> None:
+    _lock_pair(conn, a, b)
     blocked = conn.execute(
         select(
             exists().where(

@@ -14,7 +14,7 @@ from kernel import csrf
 from kernel.app import Kernel, get_kernel
 from kernel.errors import ApiError, not_found
 from kernel.http import JSONResponse, client_ip, read_json, require_user
-from kernel.identity import User, check_username, clean_display_name, iso
+from kernel.identity import User, check_text, check_username, clean_display_name, iso
 from kernel.middleware import SESSION_COOKIE
 from kernel.passwords import hash_password, verify_password
 from kernel.web import set_cookie
@@ -76,23 +76,30 @@ async def sign_up(kernel: Kernel, username: str, password: str, display_name: st
 
 
 async def log_in(request: Request, username: str, password: str) -> User:
-    """Check a password under the rate limits; 429 with Retry-After, or 401."""
+    """Check a password under the rate limits; 429 with Retry-After, or 401.
+
+    The attempt counts as a failure before the password is checked, and is
+    forgiven only when it succeeds: a burst of guesses sent at once is
+    limited like guesses sent one by one.
+    """
     kernel = get_kernel(request)
+    by_username, by_client = kernel.login_failures_by_username, kernel.login_failures_by_client
     key_user, key_client = username.lower(), client_ip(request)
-    wait = max(kernel.login_failures_by_username.retry_after(key_user), kernel.login_failures_by_client.retry_after(key_client))
+    wait = max(by_username.retry_after(key_user), by_client.retry_after(key_client))
     if wait:
         raise ApiError(
             429, "rate_limited", f"Too many failed log-ins. Try again in {wait} seconds.", headers={"Retry-After": str(wait)}
         )
-    found = await anyio.to_thread.run_sync(kernel.identity.password_hash_of, username) if len(username) <= 15 else None
+    by_username.fail(key_user)
+    by_client.fail(key_client)
+    found = await anyio.to_thread.run_sync(kernel.identity.password_hash_of, username)
     ok = await anyio.to_thread.run_sync(
         verify_password, found[1] if found else None, password, limiter=kernel.password_limiter
     )
     if not ok or found is None:
-        kernel.login_failures_by_username.fail(key_user)
-        kernel.login_failures_by_client.fail(key_client)
         raise ApiError(401, "invalid_credentials", "Wrong username or password.")
-    kernel.login_failures_by_username.reset(key_user)
+    by_username.reset(key_user)
+    by_client.forgive(key_client)
     return kernel.identity.user_by_id(found[0])  # type: ignore[return-value]
 
 
@@ -156,14 +163,18 @@ async def me(request: Request) -> Response:
     return JSONResponse(me_json(kernel, require_user(request)))
 
 
+async def update_profile(kernel: Kernel, user: User, body: ProfileIn) -> User:
+    """Apply a profile edit after checking it; shared by the API and the settings page."""
+    display = clean_display_name(body.display_name, user.username) if body.display_name is not None else None
+    bio = check_text(body.bio, "bio", multiline=True).strip() if body.bio is not None else None
+    return await anyio.to_thread.run_sync(kernel.identity.update_profile, user.id, display, bio)
+
+
 async def update_me(request: Request) -> Response:
     user = require_user(request)
     body = await read_json(request, ProfileIn)
     kernel = get_kernel(request)
-    display = clean_display_name(body.display_name, user.username) if body.display_name is not None else None
-    bio = body.bio.strip() if body.bio is not None else None
-    updated = await anyio.to_thread.run_sync(kernel.identity.update_profile, user.id, display, bio)
-    return JSONResponse(me_json(kernel, updated))
+    return JSONResponse(me_json(kernel, await update_profile(kernel, user, body)))
 
 
 async def change_password(request: Request) -> Response:

@@ -12,7 +12,7 @@ from kernel.address_book import Page
 from kernel.app import Kernel, get_kernel
 from kernel.errors import ApiError, not_found
 from kernel.http import JSONResponse, current_user, query_limit, read_json, require_user
-from kernel.identity import User
+from kernel.identity import User, check_text
 
 
 class ContactIn(BaseModel):
@@ -44,7 +44,7 @@ async def get_user(request: Request) -> Response:
 
 async def directory(request: Request) -> Response:
     kernel = get_kernel(request)
-    q = request.query_params.get("q", "")
+    q = check_text(request.query_params.get("q", ""), "q")
     if len(q) > 50:
         raise ApiError(422, "validation_error", "q: at most 50 characters", field="q")
     limit = query_limit(request)

@@ -27,7 +27,7 @@ from kernel.address_book import AddressBook
 from kernel.db import DB_THREADS, Database
 from kernel.identity import RESERVED_USERNAMES, Identity, User
 from kernel.middleware import AuthMiddleware, BodyLimitMiddleware, RequestLogMiddleware
-from kernel.plugins import Plugins
+from kernel.plugins import PluginGate, Plugins
 from kernel.ratelimit import FailureLimiter
 from kernel.routing import KernelRouter
 from kernel.settings import Settings, ensure_data_dir, load_settings
@@ -109,10 +109,27 @@ class Kernel:
     # Lifecycle --------------------------------------------------------------------
 
     def migration_folders(self) -> list[Path]:
-        return [record.manifest.migrations for record in self.plugins.running() if record.manifest and record.manifest.migrations]
+        """The migration folder of every plugin whose manifest names one, running or not."""
+        return [record.manifest.migrations for record in self.plugins.records.values() if record.manifest and record.manifest.migrations]
 
-    def upgrade_database(self) -> None:
-        migrate.upgrade(self.db, self.migration_folders())
+    def upgrade_database(self) -> list[str]:
+        """Migrate the kernel's branch, then each running plugin's.
+
+        A plugin whose migration fails is disabled with that reason and the
+        rest go on; the kernel's own failure stops everything. Returns the
+        reasons of the plugins that failed.
+        """
+        folders = self.migration_folders()
+        migrate.upgrade(self.db, folders, ["kernel"])
+        failures = []
+        for record in self.plugins.running():
+            if record.manifest and record.manifest.migrations:
+                try:
+                    migrate.upgrade(self.db, folders, [record.name])
+                except Exception as exc:
+                    self.plugins.fail(record, f"migration failed: {type(exc).__name__}: {exc}")
+                    failures.append(f"plugin {record.name}: {record.reason}")
+        return failures
 
     async def start(self) -> None:
         # Few threads: with anyio's default of 40 they queue on the GIL, and every
@@ -145,7 +162,8 @@ class Kernel:
         routes: list[BaseRoute] = [Mount("/static/kernel", StaticFiles(directory=KERNEL_DIR / "static"), name="static")]
         for record in self.plugins.records.values():
             if record.manifest and record.manifest.static:
-                routes.append(Mount(f"/static/plugins/{record.name}", StaticFiles(directory=record.manifest.static)))
+                files = PluginGate(StaticFiles(directory=record.manifest.static), record)
+                routes.append(Mount(f"/static/plugins/{record.name}", files))
         return routes
 
     def plugin_routes(self) -> list[BaseRoute]:

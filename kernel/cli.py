@@ -8,6 +8,8 @@ import sys
 from collections.abc import Sequence
 from typing import Any
 
+from sqlalchemy.exc import SQLAlchemyError
+
 from kernel.settings import Settings, SettingsError, load_settings
 
 
@@ -55,7 +57,11 @@ def cmd_db_upgrade(args: argparse.Namespace) -> int:
     from kernel.app import Kernel
 
     kernel = Kernel(_settings(args))
-    kernel.upgrade_database()
+    failures = kernel.upgrade_database()
+    for failure in failures:
+        print(f"error: {failure}", file=sys.stderr)
+    if failures:
+        return 1
     print("database is up to date", file=sys.stderr)
     return 0
 
@@ -75,6 +81,16 @@ def cmd_plugins(args: argparse.Namespace) -> int:
     return 0
 
 
+def port_number(text: str) -> int:
+    try:
+        port = int(text)
+    except ValueError:
+        port = -1
+    if not 0 <= port <= 65535:
+        raise argparse.ArgumentTypeError(f"'{text}' is not a port number (0-65535)")
+    return port
+
+
 def build_parser() -> argparse.ArgumentParser:
     parser = argparse.ArgumentParser(prog="everything", description="Run and operate an Everything deployment.")
     common = argparse.ArgumentParser(add_help=False)
@@ -84,7 +100,7 @@ def build_parser() -> argparse.ArgumentParser:
 
     serve = commands.add_parser("serve", parents=[common], help="run the web server")
     serve.add_argument("--host")
-    serve.add_argument("--port", type=int)
+    serve.add_argument("--port", type=port_number)
     serve.set_defaults(handler=cmd_serve)
 
     config = commands.add_parser("config", help="settings").add_subparsers(dest="action", required=True)
@@ -108,6 +124,14 @@ def main(argv: Sequence[str] | None = None) -> int:
     except SettingsError as exc:
         print(f"error: {exc}", file=sys.stderr)
         return 2
+    except SQLAlchemyError as exc:
+        # The driver's message is several lines long; its first line says what happened.
+        detail = str(getattr(exc, "orig", None) or exc).strip().splitlines()[0]
+        print(f"error: database: {detail}", file=sys.stderr)
+        return 1
+    except OSError as exc:
+        print(f"error: {exc.strerror or exc}: {exc.filename or ''}".rstrip(": "), file=sys.stderr)
+        return 1
 
 
 if __name__ == "__main__":

@@ -8,7 +8,7 @@ from pathlib import Path
 
 from pydantic import BaseModel
 
-PLUGIN_NAME = re.compile(r"^[a-z][a-z0-9_]{1,31}$")
+PLUGIN_NAME = re.compile(r"[a-z][a-z0-9_]{1,31}")  # use with fullmatch
 
 
 @dataclass(frozen=True)

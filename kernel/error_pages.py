@@ -21,12 +21,14 @@ def _respond(request: Request, error: ApiError) -> Response:
 
     if wants_html(request) and request.scope.get("type") == "http":
         try:
-            return render(
+            page = render(
                 request,
                 "error.html",
                 {"status": error.status, "title": ERROR_TITLES.get(error.status, "Something is wrong"), "message": error.message},
                 status_code=error.status,
             )
+            page.headers.update(error.headers)
+            return page
         except Exception:
             logger.exception("the error page itself failed to render")
     return JSONResponse(error.body(), status_code=error.status, headers=error.headers)

@@ -29,15 +29,24 @@ class JSONResponse(Response):
 
 
 async def read_json(request: Request, model: type[M]) -> M:
-    """The body parsed as ``model``: 415 when not JSON, 400 when malformed, 422 naming the field."""
-    content_type = request.headers.get("content-type", "")
-    if content_type.split(";")[0].strip().lower() not in ("application/json", ""):
-        raise ApiError(415, "unsupported_media_type", "Send the body as application/json.")
+    """The body parsed as ``model``: 415 when not JSON, 400 when malformed, 422 naming the field.
+
+    An empty body counts as ``{}``. A non-empty one must be declared
+    ``application/json``: a cross-site form or ``no-cors`` fetch cannot send
+    that without the browser asking first, which is what lets log-in and
+    sign-up go without a CSRF token.
+    """
     raw = await request.body()
-    try:
-        data = json.loads(raw) if raw.strip() else {}
-    except (ValueError, UnicodeDecodeError):
-        raise ApiError(400, "invalid_json", "The body is not valid JSON.") from None
+    if not raw.strip():
+        data: Any = {}
+    else:
+        content_type = request.headers.get("content-type", "")
+        if content_type.split(";")[0].strip().lower() != "application/json":
+            raise ApiError(415, "unsupported_media_type", "Send the body as application/json.")
+        try:
+            data = json.loads(raw)
+        except (ValueError, UnicodeDecodeError, RecursionError):
+            raise ApiError(400, "invalid_json", "The body is not valid JSON.") from None
     if not isinstance(data, dict):
         raise ApiError(422, "validation_error", "The body must be a JSON object.")
     try:

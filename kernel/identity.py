@@ -15,6 +15,7 @@ import hashlib
 import re
 import secrets
 import time
+import unicodedata
 from dataclasses import dataclass
 from datetime import datetime, timedelta
 from typing import Any
@@ -26,7 +27,7 @@ from kernel.db import Database
 from kernel.errors import ApiError
 from kernel.models import api_tokens, sessions, users, utcnow
 
-USERNAME = re.compile(r"^[A-Za-z0-9_]{4,15}$")
+USERNAME = re.compile(r"[A-Za-z0-9_]{4,15}")  # always with fullmatch: "$" would let a trailing newline in
 
 # Names that would be confusing or dangerous as accounts; every plugin's
 # name joins them at boot.
@@ -40,6 +41,7 @@ RESERVED_USERNAMES = frozenset(
 )
 
 CACHE_SECONDS = 5.0
+MAX_ID = 2**31 - 1  # PostgreSQL's INTEGER: a larger id names no row, and must not reach the driver
 
 
 @dataclass(frozen=True)
@@ -104,7 +106,7 @@ USER_BY_NAME = select(*USER_COLUMNS).where(users.c.username_lower == bindparam("
 
 def check_username(username: str, reserved: frozenset[str]) -> str:
     """Return the username if it may be registered, else raise a 422 naming why."""
-    if not USERNAME.match(username):
+    if not USERNAME.fullmatch(username):
         raise ApiError(
             422,
             "validation_error",
@@ -116,8 +118,27 @@ def check_username(username: str, reserved: frozenset[str]) -> str:
     return username
 
 
+def is_username(text: str) -> bool:
+    """True when ``text`` has the form of a username (whether or not it exists)."""
+    return USERNAME.fullmatch(text) is not None
+
+
+def check_text(value: str, field: str, multiline: bool = False) -> str:
+    """Refuse control, format and bidirectional-override characters with a 422 naming the field.
+
+    They let one name pose as another (``"\u202eadmin"``), garble logs, and
+    PostgreSQL cannot store NUL at all.
+    """
+    for char in value:
+        if (char == "\n" and multiline) or char == "\u200d":  # the joiner inside emoji sequences
+            continue
+        if unicodedata.category(char) in ("Cc", "Cf", "Cs", "Co", "Cn"):
+            raise ApiError(422, "validation_error", f"{field}: contains a control or invisible character", field=field)
+    return value
+
+
 def clean_display_name(display_name: str | None, username: str) -> str:
-    name = " ".join((display_name or "").split())
+    name = " ".join(check_text(display_name or "", "display_name").split())
     return name or username
 
 
@@ -147,8 +168,11 @@ class TtlCache:
         self._entries.pop(key, None)
 
     def drop_where(self, predicate: Any) -> None:
-        for key in [key for key, (_, value) in self._entries.items() if predicate(value)]:
-            del self._entries[key]
+        # Worker threads add entries meanwhile: iterate over a snapshot
+        # (list() copies the dict in one step under the GIL).
+        for key, (_, value) in list(self._entries.items()):
+            if predicate(value):
+                self._entries.pop(key, None)
 
 
 class Identity:
@@ -195,12 +219,14 @@ class Identity:
         return user
 
     def user_by_username(self, username: str) -> User | None:
-        if not username or len(username) > 15:
+        if not is_username(username):
             return None
         row = self.db.read(lambda conn: conn.execute(USER_BY_NAME, {"name": username.lower()}).first())
         return None if row is None else user_from_row(row)
 
     def password_hash_of(self, username: str) -> tuple[int, str] | None:
+        if not is_username(username):
+            return None
         row = self.db.read(
             lambda conn: conn.execute(
                 select(users.c.id, users.c.password_hash).where(users.c.username_lower == username.lower())
@@ -280,6 +306,8 @@ class Identity:
 
     def end_session(self, user_id: int, session_id: int) -> bool:
         """Revoke one session of the user; False when there is no such session."""
+        if not 0 < session_id <= MAX_ID:
+            return False
         deleted = self.db.write(
             lambda conn: conn.execute(
                 delete(sessions).where(sessions.c.id == session_id, sessions.c.user_id == user_id)
@@ -309,6 +337,8 @@ class Identity:
         return [{"id": row.id, "name": row.name, "created_at": iso(row.created_at)} for row in rows]
 
     def delete_token(self, user_id: int, token_id: int) -> bool:
+        if not 0 < token_id <= MAX_ID:
+            return False
         deleted = self.db.write(
             lambda conn: conn.execute(
                 delete(api_tokens).where(api_tokens.c.id == token_id, api_tokens.c.user_id == user_id)

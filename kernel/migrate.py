@@ -29,14 +29,20 @@ def alembic_config(database: Database, plugin_folders: list[Path]) -> Config:
     return config
 
 
-def upgrade(database: Database, plugin_folders: list[Path]) -> None:
-    """Bring every branch to its head, in one transaction per revision."""
+def upgrade(database: Database, plugin_folders: list[Path], branches: list[str] | None = None) -> None:
+    """Bring branches to their heads (all of them when ``branches`` is None).
+
+    ``plugin_folders`` should name every plugin folder the deployment knows,
+    running or not: Alembic must find each revision the database already
+    records, even one of a plugin that is switched off.
+    """
     config = alembic_config(database, plugin_folders)
     with database.engine.connect() as connection:
         connection.info["write"] = True
         config.attributes["connection"] = connection
-        command.upgrade(config, "heads")
-        connection.commit()
+        for target in [f"{branch}@head" for branch in branches] if branches is not None else ["heads"]:
+            command.upgrade(config, target)
+            connection.commit()
 
 
 def heads(database: Database, plugin_folders: list[Path]) -> set[str]:

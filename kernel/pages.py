@@ -9,17 +9,25 @@ from __future__ import annotations
 from typing import Any
 
 import anyio.to_thread
+from pydantic import ValidationError
 from starlette.requests import Request
 from starlette.responses import Response
 from starlette.routing import Route
 
-from kernel.api_auth import close_session, log_in, open_session, set_new_password, sign_up
+from kernel.api_auth import (
+    ProfileIn,
+    close_session,
+    log_in,
+    open_session,
+    set_new_password,
+    sign_up,
+    update_profile,
+)
 from kernel.api_directory import find_user
 from kernel.app import get_kernel
 from kernel.contract import ProfileAction
-from kernel.errors import ApiError
+from kernel.errors import ApiError, validation_error
 from kernel.http import current_user
-from kernel.identity import clean_display_name
 from kernel.web import read_form, redirect, render, safe_next
 
 
@@ -101,8 +109,11 @@ async def settings_action(request: Request) -> Response:
     action = request.path_params["action"]
     try:
         if action == "profile":
-            display = clean_display_name(form.get("display_name", "")[:50], user.username)
-            await anyio.to_thread.run_sync(kernel.identity.update_profile, user.id, display, form.get("bio", "").strip()[:160])
+            try:
+                body = ProfileIn(display_name=form.get("display_name", ""), bio=form.get("bio", ""))
+            except ValidationError as exc:
+                raise validation_error(exc) from None
+            await update_profile(kernel, user, body)
             return redirect("/settings?saved=profile")
         if action == "password":
             await set_new_password(request, user, form.get("current_password", ""), form.get("new_password", ""))
@@ -137,7 +148,7 @@ async def revoke(request: Request) -> Response:
 
 async def directory_page(request: Request) -> Response:
     kernel = get_kernel(request)
-    q = request.query_params.get("q", "")[:50]
+    q = "".join(char for char in request.query_params.get("q", "")[:50] if char.isprintable())
     viewer = current_user(request)
     page = await anyio.to_thread.run_sync(kernel.address_book.search, q, 20, None, viewer.id if viewer else None)
     return render(request, "directory.html", {"q": q, "results": page.results})

@@ -43,6 +43,12 @@ ENABLED, DISABLED, FAILED = "enabled", "disabled", "failed"
 # The kernel's own hook implementations are registered under this name.
 KERNEL = "kernel"
 
+# A plugin's name becomes its URL namespace: these would take the kernel's own paths.
+KERNEL_PATHS = frozenset(
+    {"admin", "api", "auth", "contacts", "directory", "healthz", "kernel", "login", "logout", "me", "metrics",
+     "readyz", "settings", "signup", "static", "users", "ws"}
+)
+
 
 class PluginFailure(Exception):
     """Raised while checking a plugin; the message becomes its reason."""
@@ -191,8 +197,12 @@ class Plugins:
             self._fail(record, "manifest must return kernel.Manifest")
         elif manifest.name != record.name:
             self._fail(record, f"manifest names '{manifest.name}' but the plugin was discovered as '{record.name}'")
-        elif not PLUGIN_NAME.match(manifest.name):
+        elif not PLUGIN_NAME.fullmatch(manifest.name):
             self._fail(record, "name must be 2-32 lowercase letters, digits or underscores, starting with a letter")
+        elif manifest.name in KERNEL_PATHS:
+            self._fail(record, f"name '{manifest.name}' is taken by the kernel's own pages")
+        elif isinstance(manifest.requires, str) or not all(isinstance(name, str) for name in manifest.requires):
+            self._fail(record, "manifest requires must be a tuple of plugin names")
         else:
             record.manifest = manifest
 
@@ -394,6 +404,11 @@ class Plugins:
             self._fail(record, str(exc))
         except Exception as exc:
             self._fail(record, f"raised {_describe_exception(exc)}")
+
+    def fail(self, record: PluginRecord, reason: str) -> None:
+        """Mark ``record`` failed with ``reason``, and whatever requires it too."""
+        self._fail(record, reason)
+        self._check_requires()
 
     def _fail(self, record: PluginRecord, reason: str) -> None:
         record.state = FAILED

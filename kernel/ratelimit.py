@@ -42,3 +42,9 @@ class FailureLimiter:
 
     def reset(self, key: str) -> None:
         self._failures.pop(key, None)
+
+    def forgive(self, key: str) -> None:
+        """Take back the latest failure of ``key`` (an attempt that turned out to succeed)."""
+        failures = self._failures.get(key)
+        if failures:
+            failures.pop()

@@ -21,6 +21,8 @@ from pathlib import Path
 from typing import Any, Mapping
 
 from pydantic import BaseModel, ConfigDict, Field, SecretStr, ValidationError, field_validator
+from sqlalchemy.engine import make_url
+from sqlalchemy.exc import ArgumentError
 
 ENV_PREFIX = "EVERYTHING_"
 # Variables with the prefix that are not settings keys.
@@ -52,6 +54,19 @@ class DatabaseSettings(_Section):
     echo: bool = False
     # Upgrade the schema at start-up; None means only for the embedded SQLite.
     auto_migrate: bool | None = None
+
+    @field_validator("url")
+    @classmethod
+    def _supported_url(cls, value: str | None) -> str | None:
+        if value is None:
+            return None
+        try:
+            backend = make_url(normalise_database_url(value)).get_backend_name()
+        except ArgumentError:
+            raise ValueError("not a database URL") from None
+        if backend not in ("sqlite", "postgresql"):
+            raise ValueError("must be a sqlite:// or postgresql:// URL")
+        return value
 
 
 class AuthSettings(_Section):
@@ -87,9 +102,9 @@ class PluginsSettings(BaseModel):
 
     enabled: list[str] | None = None
 
-    def plugin_section(self, name: str) -> dict[str, Any]:
-        section = (self.model_extra or {}).get(name, {})
-        return dict(section) if isinstance(section, Mapping) else section
+    def plugin_section(self, name: str) -> Any:
+        """The raw ``[plugins.<name>]`` value; the plugin's settings model checks it."""
+        return (self.model_extra or {}).get(name, {})
 
     def section_names(self) -> list[str]:
         return list((self.model_extra or {}).keys())
@@ -180,7 +195,8 @@ def _describe(error: ValidationError, source: str) -> str:
     key = ".".join(str(part) for part in first["loc"]) or "(top level)"
     if first["type"] == "extra_forbidden":
         return f"{source}: unknown setting '{key}'"
-    return f"{source}: invalid setting '{key}': {first['msg']}"
+    message = first["msg"].removeprefix("Value error, ")
+    return f"{source}: invalid setting '{key}': {message}"
 
 
 def config_path(explicit: str | os.PathLike[str] | None, environ: Mapping[str, str]) -> Path | None:
@@ -212,8 +228,10 @@ def load_settings(
             data = tomllib.loads(file.read_text(encoding="utf-8"))
         except FileNotFoundError:
             raise SettingsError(f"{file}: settings file not found") from None
-        except tomllib.TOMLDecodeError as exc:
+        except (tomllib.TOMLDecodeError, UnicodeDecodeError) as exc:
             raise SettingsError(f"{file}: not valid TOML: {exc}") from None
+        except OSError as exc:
+            raise SettingsError(f"{file}: cannot read the settings file: {exc.strerror}") from None
     _apply_env(data, environ)
     for key, value in (overrides or {}).items():
         data[key] = value
@@ -243,6 +261,8 @@ def ensure_data_dir(settings: Settings) -> None:
 
 def validate_plugin_settings(model: type[BaseModel] | None, data: Mapping[str, Any], plugin: str) -> BaseModel | None:
     """Validate one plugin's ``[plugins.<name>]`` table; raise ValueError naming the key."""
+    if not isinstance(data, Mapping):
+        raise ValueError(f"invalid setting 'plugins.{plugin}': must be a table")
     if model is None:
         if data:
             raise ValueError(f"unknown setting 'plugins.{plugin}.{next(iter(data))}' (the plugin has no settings)")

@@ -2,10 +2,13 @@
 
 from __future__ import annotations
 
+import asyncio
+
+import httpx
 from starlette.applications import Starlette
 from starlette.testclient import TestClient
 
-from tests.conftest import UserClient, assert_error, sign_up
+from tests.conftest import PASSWORD, LiveServer, UserClient, assert_error, sign_up
 
 
 def usernames(response) -> list[str]:  # type: ignore[no-untyped-def]
@@ -185,3 +188,20 @@ def test_user_lookup_tells_a_signed_in_viewer_the_relationship(alice: UserClient
     bob.put("/api/users/alice/follow")
     relationship = alice.get("/api/users/bob_b").json()["relationship"]
     assert relationship == {"following": False, "followed_by": True, "in_contacts": False, "blocking": False, "blocked_by": False}
+
+
+def test_a_follow_racing_a_block_never_survives_it(live_server: LiveServer) -> None:
+    async def race(round_: int) -> dict[str, bool]:
+        async with httpx.AsyncClient(base_url=live_server.url, timeout=60) as a, httpx.AsyncClient(
+            base_url=live_server.url, timeout=60
+        ) as b:
+            for client, name in ((a, f"racer_a{round_}"), (b, f"racer_b{round_}")):
+                response = await client.post("/api/auth/signup", json={"username": name, "password": PASSWORD})
+                client.headers["X-CSRF-Token"] = response.headers["X-CSRF-Token"]
+            await asyncio.gather(a.put(f"/api/users/racer_b{round_}/follow"), b.put(f"/api/blocks/racer_a{round_}"))
+            return (await b.get(f"/api/users/racer_a{round_}")).json()["relationship"]
+
+    for round_ in range(4):
+        relationship = asyncio.run(race(round_))
+        assert relationship["blocking"] is True
+        assert relationship["followed_by"] is False

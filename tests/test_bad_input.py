@@ -2,6 +2,9 @@
 
 from __future__ import annotations
 
+import base64
+import json
+
 import pytest
 from starlette.testclient import TestClient
 
@@ -73,3 +76,33 @@ def test_overlong_query_is_422(client: TestClient) -> None:
 def test_huge_password_is_refused_without_hashing(client: TestClient) -> None:
     error = assert_error(client.post("/api/auth/signup", json={"username": "bigpass", "password": "p" * 5000}), 422, "validation_error")
     assert error["field"] == "password"
+
+
+@pytest.mark.parametrize(
+    "parts",
+    [["a", "x", "y"], [None, None, None], ["a", [1], {}], ["a", 1, 10**30], ["a", 0]],
+)
+def test_forged_directory_cursors_are_422(client: TestClient, parts: list[object]) -> None:
+    cursor = base64.urlsafe_b64encode(json.dumps(parts).encode()).decode()
+    assert_error(client.get("/api/directory", params={"q": "a", "cursor": cursor}), 422, "invalid_cursor")
+
+
+@pytest.mark.parametrize("parts", [["2020-01-01T00:00:00", {"a": 1}], ["2020-01-01T00:00:00", 10**30], [None, 1], ["not a time", 1]])
+def test_forged_follower_cursors_are_422(alice: UserClient, client: TestClient, parts: list[object]) -> None:
+    cursor = base64.urlsafe_b64encode(json.dumps(parts).encode()).decode()
+    assert_error(client.get("/api/users/alice/followers", params={"cursor": cursor}), 422, "invalid_cursor")
+
+
+def test_deeply_nested_json_is_400(client: TestClient) -> None:
+    body = b"[" * 100_000 + b"]" * 100_000
+    assert_error(client.post("/api/auth/signup", content=body, headers={"content-type": "application/json"}), 400, "invalid_json")
+
+
+def test_directory_query_with_a_nul_is_422(client: TestClient) -> None:
+    assert assert_error(client.get("/api/directory", params={"q": "a\u0000"}), 422, "validation_error")["field"] == "q"
+
+
+def test_html_405_keeps_the_allow_header(client: TestClient) -> None:
+    response = client.put("/directory", headers={"accept": "text/html"})
+    assert response.status_code == 405
+    assert "GET" in response.headers["allow"]

@@ -233,3 +233,60 @@ def test_password_change_needs_the_current_one_and_ends_other_sessions(app: Star
     assert other.get("/api/me").status_code == 401
     assert alice.get("/api/me").status_code == 200
     assert TestClient(app).post("/api/auth/login", json={"username": "alice", "password": "a new password"}).status_code == 200
+
+
+def test_username_with_a_trailing_newline_is_refused(alice: TestClient, client: TestClient) -> None:
+    response = client.post("/api/auth/signup", json={"username": "alice\n", "password": PASSWORD})
+    assert_error(response, 422, "validation_error")
+    assert_error(client.get("/api/users/alice%0A"), 404, "not_found")
+
+
+@pytest.mark.parametrize("name", ["a\u0000b", "bell\x07", "\u202eadmin", "zero\u200bwidth"])
+def test_display_names_with_control_or_invisible_characters_are_refused(client: TestClient, name: str) -> None:
+    response = client.post("/api/auth/signup", json={"username": "sneaky", "password": PASSWORD, "display_name": name})
+    assert assert_error(response, 422, "validation_error")["field"] == "display_name"
+    assert client.get("/api/users/sneaky").status_code == 404
+
+
+def test_emoji_sequences_are_fine_in_display_names(client: TestClient) -> None:
+    family = "The \U0001f468\u200d\U0001f469\u200d\U0001f467 family"
+    response = client.post("/api/auth/signup", json={"username": "emojiuser", "password": PASSWORD, "display_name": family})
+    assert response.status_code == 201
+    assert response.json()["display_name"] == family
+
+
+def test_bio_keeps_newlines_but_not_escape_codes(alice: TestClient) -> None:
+    assert alice.patch("/api/me", json={"bio": "line one\nline two"}).status_code == 200
+    error = assert_error(alice.patch("/api/me", json={"bio": "red \x1b[31m"}), 422, "validation_error")
+    assert error["field"] == "bio"
+    assert alice.get("/api/me").json()["bio"] == "line one\nline two"
+
+
+def test_a_burst_of_simultaneous_guesses_is_rate_limited(live_server: LiveServer) -> None:
+    httpx.post(f"{live_server.url}/api/auth/signup", json={"username": "burstme", "password": PASSWORD}, timeout=30)
+
+    async def burst() -> list[int]:
+        async with httpx.AsyncClient(base_url=live_server.url, timeout=60) as http:
+            guesses = [http.post("/api/auth/login", json={"username": "burstme", "password": f"guess {i}"}) for i in range(25)]
+            return [response.status_code for response in await asyncio.gather(*guesses)]
+
+    statuses = asyncio.run(burst())
+    assert statuses.count(401) == 10
+    assert statuses.count(429) == 15
+
+
+def test_revoking_ids_beyond_any_row_is_404(alice: TestClient) -> None:
+    assert_error(alice.delete(f"/api/auth/tokens/{2**63}"), 404, "not_found")
+    assert_error(alice.delete("/api/auth/sessions/99999999999"), 404, "not_found")
+
+
+def test_login_with_a_nul_in_the_username_is_just_wrong(client: TestClient) -> None:
+    assert_error(client.post("/api/auth/login", json={"username": "pg\u0000x", "password": PASSWORD}), 401, "invalid_credentials")
+
+
+def test_json_body_must_be_declared_as_json(client: TestClient) -> None:
+    body = '{"username": "blobuser", "password": "correct horse battery"}'
+    response = client.post("/api/auth/signup", content=body, headers={"content-type": "text/plain"})
+    assert_error(response, 415, "unsupported_media_type")
+    response = client.post("/api/auth/signup", content=body)
+    assert_error(response, 415, "unsupported_media_type")

@@ -69,3 +69,23 @@ def test_sqlite_runs_in_wal_mode(tmp_path: Path) -> None:
     with kernel.db.engine.connect() as connection:
         assert connection.exec_driver_sql("PRAGMA journal_mode").scalar() == "wal"
     kernel.db.dispose()
+
+
+def test_switching_off_a_plugin_that_owns_tables_still_migrates(tmp_path: Path, database_url: str | None) -> None:
+    with_it = make_settings(tmp_path / "data", database_url, plugins={"enabled": [*BUNDLED_PLUGINS, "with_table"]})
+    Kernel(with_it, plugins={"with_table": "tests.plugin_fixtures.with_table"}).upgrade_database()
+    without = Kernel(make_settings(tmp_path / "data", database_url), plugins={"with_table": "tests.plugin_fixtures.with_table"})
+    assert without.upgrade_database() == []
+    assert without.plugins.records["with_table"].state == "disabled"
+    without.db.dispose()
+
+
+def test_a_failing_plugin_migration_disables_only_that_plugin(tmp_path: Path, database_url: str | None) -> None:
+    settings = make_settings(tmp_path / "data", database_url, plugins={"enabled": [*BUNDLED_PLUGINS, "bad_migration"]})
+    kernel = Kernel(settings, plugins={"bad_migration": "tests.plugin_fixtures.bad_migration"})
+    failures = kernel.upgrade_database()
+    record = kernel.plugins.records["bad_migration"]
+    assert record.state == "failed" and record.reason.startswith("migration failed:")
+    assert failures == [f"plugin bad_migration: {record.reason}"]
+    assert "kernel_users" in sqlalchemy.inspect(kernel.db.engine).get_table_names()
+    kernel.db.dispose()

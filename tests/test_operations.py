@@ -10,8 +10,8 @@ import pytest
 from starlette.testclient import TestClient
 
 from kernel import create_app
-from kernel.plugins import BUNDLED_PLUGINS
 from kernel.logs import JsonFormatter, request_line
+from kernel.plugins import BUNDLED_PLUGINS
 from tests.conftest import make_settings
 
 

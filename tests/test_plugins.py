@@ -215,3 +215,23 @@ def test_recorder_sees_lifecycle_hooks_in_order(started) -> None:  # type: ignor
     client = started("recorder")
     kernel = client.app.state.kernel  # type: ignore[attr-defined]
     assert recorder.calls(kernel)[:3] == ["register_features", "register_routes", "startup"]
+
+
+def test_plugin_named_after_a_kernel_page_is_refused(started) -> None:  # type: ignore[no-untyped-def]
+    client = started("recorder", "login")
+    assert_rest_came_up(client, "login")
+    assert states(client)["login"]["reason"] == "name 'login' is taken by the kernel's own pages"
+    assert "hijacked" not in client.get("/login").text
+
+
+def test_static_files_are_served_only_while_the_plugin_runs(started) -> None:  # type: ignore[no-untyped-def]
+    running = started("recorder")
+    assert running.get("/static/plugins/recorder/hello.txt").text == "recorded\n"
+    switched_off = started("recorder", enabled=["feed"])
+    assert switched_off.get("/static/plugins/recorder/hello.txt").status_code == 404
+
+
+def test_plugin_section_that_is_not_a_table_disables_that_plugin(started) -> None:  # type: ignore[no-untyped-def]
+    client = started("recorder", "strict_settings", plugin_settings={"strict_settings": 5})
+    assert_rest_came_up(client, "strict_settings")
+    assert states(client)["strict_settings"]["reason"] == "invalid setting 'plugins.strict_settings': must be a table"

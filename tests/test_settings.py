@@ -109,3 +109,28 @@ def test_secret_key_is_generated_once_and_kept(tmp_path: Path) -> None:
     assert first.secret() == second.secret()
     assert len(first.secret()) >= 32
     assert (tmp_path / "data" / "secret_key").stat().st_mode & 0o077 == 0
+
+
+@pytest.mark.parametrize(("url", "message"), [("foo://bar", "must be a sqlite:// or postgresql:// URL"), ("not a url", "not a database URL")])
+def test_unusable_database_url_is_named(url: str, message: str) -> None:
+    result = everything("config", "check", env={"DATABASE_URL": url})
+    assert result.returncode == 2
+    assert result.stderr.strip() == f"error: settings: invalid setting 'database.url': {message}"
+
+
+def test_unreachable_database_is_one_line(tmp_path: Path) -> None:
+    result = everything("db", "upgrade", "--data-dir", str(tmp_path / "data"), env={"DATABASE_URL": "postgres://u:p@127.0.0.1:1/x"})
+    assert result.returncode == 1
+    assert result.stderr.startswith("error: database:") and result.stderr.strip().count("\n") == 0
+
+
+def test_unreadable_settings_file_is_one_line(tmp_path: Path) -> None:
+    result = everything("config", "check", "--config", str(tmp_path))
+    assert result.returncode == 2
+    assert "cannot read the settings file" in result.stderr and "Traceback" not in result.stderr
+
+
+def test_out_of_range_port_is_refused(tmp_path: Path) -> None:
+    result = everything("serve", "--port", "99999", "--data-dir", str(tmp_path / "data"))
+    assert result.returncode == 2
+    assert "'99999' is not a port number" in result.stderr

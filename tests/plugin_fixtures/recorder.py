@@ -9,7 +9,18 @@ from starlette.requests import Request
 from starlette.responses import Response
 from starlette.routing import Route
 
-from kernel import Feature, JSONResponse, Kernel, Manifest, NavItem, ProfileAction, User, get_kernel, hookimpl, render
+from kernel import (
+    Feature,
+    JSONResponse,
+    Kernel,
+    Manifest,
+    NavItem,
+    ProfileAction,
+    User,
+    get_kernel,
+    hookimpl,
+    render,
+)
 
 
 class RecorderSettings(BaseModel):
@@ -30,6 +41,7 @@ def manifest() -> Manifest:
         description="Records every hook call.",
         settings_model=RecorderSettings,
         templates=Path(__file__).parent / "recorder_templates",
+        static=Path(__file__).parent / "recorder_static",
     )
 
 
