@@ -42,11 +42,11 @@ from datetime import datetime, timedelta
 from pathlib import Path
 from typing import Any
 
+import harness
 import sqlalchemy
+from harness import LoadOptions, LoadResult, Server
 from sqlalchemy import insert
 
-import harness
-from harness import LoadOptions, LoadResult, Server
 from kernel.address_book import Page
 from kernel.app import Kernel
 from kernel.models import users

@@ -30,9 +30,8 @@ import tempfile
 from dataclasses import dataclass
 from pathlib import Path
 
-import httpx
-
 import harness
+import httpx
 from harness import LoadOptions, LoadResult, Server
 
 TARGET_RATIO = 0.6

@@ -83,6 +83,10 @@ class Kernel:
         """The user with this username, in any case, or None."""
         return self.identity.user_by_username(username)
 
+    def user_by_id(self, user_id: int) -> User | None:
+        """The user with this id (as plugins store it), or None."""
+        return self.identity.user_by_id(user_id)
+
     def plans_of(self, user: User) -> list[str]:
         """The plans a user holds. Every account is on ``free`` until plans can be granted."""
         return ["free"]

@@ -71,7 +71,7 @@ class DatabaseSettings(_Section):
 
 class AuthSettings(_Section):
     session_days: int = Field(30, ge=1)
-    min_password_length: int = Field(8, ge=8)
+    min_password_length: int = Field(8, ge=8, le=1024)
     login_failures_per_username: int = Field(10, ge=1)
     login_failures_per_client: int = Field(30, ge=1)
     login_window_seconds: int = Field(300, ge=1)
@@ -162,11 +162,17 @@ def _redact_url(url: str) -> str:
 
 
 def _env_value(raw: str) -> Any:
-    """Parse an environment value: JSON when it parses, a comma list for lists, else text."""
-    try:
-        return json.loads(raw)
-    except ValueError:
-        return raw
+    """An environment value: JSON for a list or table, else the text for the settings model to coerce.
+
+    Plain text stays text, so a numeric secret key remains a string while
+    ``"9000"`` still becomes a port number.
+    """
+    if raw.lstrip().startswith(("[", "{")):
+        try:
+            return json.loads(raw)
+        except ValueError:
+            pass
+    return raw
 
 
 def _apply_env(data: dict[str, Any], environ: Mapping[str, str]) -> None:

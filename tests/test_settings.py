@@ -134,3 +134,9 @@ def test_out_of_range_port_is_refused(tmp_path: Path) -> None:
     result = everything("serve", "--port", "99999", "--data-dir", str(tmp_path / "data"))
     assert result.returncode == 2
     assert "'99999' is not a port number" in result.stderr
+
+
+def test_numeric_looking_environment_values_stay_text_where_text_is_wanted() -> None:
+    settings = load_settings(environ={"EVERYTHING_SECRET_KEY": "12345678901234567890", "EVERYTHING_SERVER__HTTPS": "true"})
+    assert settings.secret() == "12345678901234567890"
+    assert settings.server.https is True
