@@ -180,7 +180,7 @@ def _id(user: User | int) -> int:
 
 def get_kernel(connection: HTTPConnection) -> Kernel:
     """The kernel serving this request or websocket."""
-    return connection.app.state.kernel
+    return connection.scope.get("everything.kernel") or connection.app.state.kernel
 
 
 def create_app(settings: Settings | None = None, *, plugins: Mapping[str, Any] | None = None) -> Starlette:

@@ -154,6 +154,7 @@ class AuthMiddleware:
 
     def __init__(self, app: ASGIApp, kernel: Kernel) -> None:
         self.app = app
+        self.kernel = kernel
         self.identity = kernel.identity
         self.secret_key = kernel.secret_key
 
@@ -161,6 +162,8 @@ class AuthMiddleware:
         if scope["type"] not in ("http", "websocket"):
             await self.app(scope, receive, send)
             return
+        # get_kernel() reads it here: cheaper than app.state on every request.
+        scope["everything.kernel"] = self.kernel
         scope["user"] = None
         scope["credential"] = None
         bearer = None

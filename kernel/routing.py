@@ -26,13 +26,14 @@ class KernelRouter(Router):
                 self._build_exact()
             route = self._exact.get((scope["path"], scope["method"]))
             if route is not None:
-                match, child_scope = route.matches(scope)
-                if match is Match.FULL:
-                    scope.setdefault("router", self)
-                    scope["route"] = route
-                    scope.update(child_scope)
-                    await route.handle(scope, receive, send)
-                    return
+                # The scope Route.matches would give a full match: the table
+                # holds only parameterless paths, keyed by their method.
+                scope.setdefault("router", self)
+                scope["route"] = route
+                scope["endpoint"] = route.endpoint
+                scope["path_params"] = dict(scope.get("path_params", {}))
+                await route.handle(scope, receive, send)
+                return
         await super().app(scope, receive, send)
 
     def _build_exact(self) -> None:
