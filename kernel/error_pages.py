@@ -47,7 +47,9 @@ async def http_exception(request: Request, exc: Exception) -> Response:
 
 
 async def server_error(request: Request, exc: Exception) -> Response:
-    logger.error("unhandled error in %s %s", request.method, request.url.path, exc_info=exc)
+    logger.error(
+        "unhandled error in %s %s", request.method, request.url.path, exc_info=exc, extra={"request_id": request.scope.get("request_id")}
+    )
     return _respond(request, ApiError(500, "internal_error", STATUS_MESSAGES[500]))
 
 
