@@ -9,12 +9,14 @@ from __future__ import annotations
 
 import contextlib
 import logging
+import secrets
 from collections.abc import AsyncIterator, Mapping
 from pathlib import Path
 from typing import Any
 
 import anyio.to_thread
 import jinja2
+from pydantic import SecretStr
 from starlette.applications import Starlette
 from starlette.middleware import Middleware
 from starlette.requests import HTTPConnection
@@ -44,8 +46,14 @@ class Kernel:
     :func:`kernel.get_kernel`.
     """
 
-    def __init__(self, settings: Settings, plugins: Mapping[str, Any] | None = None) -> None:
-        ensure_data_dir(settings)
+    def __init__(self, settings: Settings, plugins: Mapping[str, Any] | None = None, *, inspect_only: bool = False) -> None:
+        """:param inspect_only: for commands that only look (``plugins``, ``config check``):
+        create no data folder and no secret key."""
+        if inspect_only:
+            if settings.secret_key is None:
+                settings = settings.model_copy(update={"secret_key": SecretStr(secrets.token_urlsafe(32))})
+        else:
+            ensure_data_dir(settings)
         self.settings = settings
         self.secret_key = settings.secret()
         self.db = Database(settings.database_url, echo=settings.database.echo)

@@ -44,7 +44,7 @@ def cmd_config_check(args: argparse.Namespace) -> int:
 
     settings = _settings(args)
     # Booting the plugin manager validates the plugin sections and plugins.enabled too.
-    kernel = Kernel(settings)
+    kernel = Kernel(settings, inspect_only=True)
     failed = [record for record in kernel.plugins.records.values() if record.state == "failed"]
     print(json.dumps(settings.redacted(), indent=2))
     for record in failed:
@@ -69,7 +69,7 @@ def cmd_db_upgrade(args: argparse.Namespace) -> int:
 def cmd_plugins(args: argparse.Namespace) -> int:
     from kernel.app import Kernel
 
-    kernel = Kernel(_settings(args))
+    kernel = Kernel(_settings(args), inspect_only=True)
     records = [record.as_json() for record in kernel.plugins.records.values()]
     if args.json:
         print(json.dumps(records, indent=2))

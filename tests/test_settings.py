@@ -140,3 +140,9 @@ def test_numeric_looking_environment_values_stay_text_where_text_is_wanted() -> 
     settings = load_settings(environ={"EVERYTHING_SECRET_KEY": "12345678901234567890", "EVERYTHING_SERVER__HTTPS": "true"})
     assert settings.secret() == "12345678901234567890"
     assert settings.server.https is True
+
+
+def test_config_check_and_plugins_create_nothing(tmp_path: Path) -> None:
+    assert everything("config", "check", cwd=tmp_path).returncode == 0
+    assert everything("plugins", cwd=tmp_path).returncode == 0
+    assert not (tmp_path / "everything-data").exists()
