@@ -9,10 +9,11 @@ import time
 from typing import TYPE_CHECKING
 
 import anyio.to_thread
-from starlette.requests import cookie_parser
+from starlette.requests import Request, cookie_parser
 from starlette.types import ASGIApp, Message, Receive, Scope, Send
 
 from kernel import csrf, logs
+from kernel.error_pages import server_error
 from kernel.errors import ApiError
 from kernel.http import JSONResponse
 
@@ -39,7 +40,7 @@ class RequestLogMiddleware:
         scope["request_id"] = request_id
         header = (b"x-request-id", request_id.encode())
         started = time.perf_counter()
-        status = 500
+        status = 0
 
         async def send_with_id(message: Message) -> None:
             nonlocal status
@@ -50,6 +51,13 @@ class RequestLogMiddleware:
 
         try:
             await self.app(scope, receive, send_with_id)
+        except Exception as exc:
+            if status:
+                raise  # too late for an error page: the server closes the connection
+            # Answer here rather than in Starlette's outer ServerErrorMiddleware,
+            # so that the 500 carries the request id like every other answer.
+            response = await server_error(Request(scope), exc)
+            await response(scope, receive, send_with_id)
         finally:
             if self.enabled and request_log.isEnabledFor(logging.INFO):
                 self._log(scope, request_id, status, started)

@@ -79,3 +79,14 @@ def test_the_direct_request_line_matches_the_formatter() -> None:
     assert {key: value for key, value in direct.items() if key != "time"} == {
         key: value for key, value in expected.items() if key != "time"
     }
+
+
+def test_a_500_carries_the_request_id_that_its_log_line_names(tmp_path: Path, caplog: pytest.LogCaptureFixture) -> None:
+    settings = make_settings(tmp_path / "data", plugins={"enabled": [*BUNDLED_PLUGINS, "recorder"]})
+    app = create_app(settings, plugins={"recorder": "tests.plugin_fixtures.recorder"})
+    with TestClient(app) as client, caplog.at_level(logging.ERROR, logger="everything.errors"):
+        response = client.get("/api/recorder/explode")
+    assert response.status_code == 500
+    assert response.json()["error"]["code"] == "internal_error"
+    logged = next(record for record in caplog.records if record.name == "everything.errors")
+    assert logged.request_id == response.headers["X-Request-ID"]  # type: ignore[attr-defined]
