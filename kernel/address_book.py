@@ -68,6 +68,25 @@ def _fits(part: Any, kind: type) -> bool:
     return type(part) is kind and ("\x00" not in part if kind is str else True)
 
 
+# The (from, to) columns of each relation table.
+FOLLOWS = (follows.c.follower_id, follows.c.followee_id)
+CONTACTS = (contacts.c.owner_id, contacts.c.contact_id)
+BLOCKS = (blocks.c.blocker_id, blocks.c.blocked_id)
+
+
+def _pair(columns: tuple[Any, Any], a: int, b: int) -> Any:
+    """The row linking ``a`` to ``b`` in a relation table."""
+    return and_(columns[0] == a, columns[1] == b)
+
+
+def _either_way(columns: tuple[Any, Any], a: int, b: int) -> Any:
+    return or_(_pair(columns, a, b), _pair(columns, b, a))
+
+
+def _exists(conn: Connection, condition: Any) -> bool:
+    return conn.execute(select(exists().where(condition))).scalar_one()
+
+
 class AddressBook:
     """Relations between users, and the directory over all of them."""
 
@@ -79,47 +98,29 @@ class AddressBook:
 
     def is_blocked(self, a: int, b: int) -> bool:
         """True when either user has blocked the other."""
-        query = select(
-            exists().where(
-                or_(
-                    and_(blocks.c.blocker_id == a, blocks.c.blocked_id == b),
-                    and_(blocks.c.blocker_id == b, blocks.c.blocked_id == a),
-                )
-            )
-        )
-        return self.db.read(lambda conn: conn.execute(query).scalar_one())
-
-    def has_blocked(self, blocker: int, blocked: int) -> bool:
-        """True when ``blocker`` has blocked ``blocked`` (one direction only)."""
-        query = select(exists().where(blocks.c.blocker_id == blocker, blocks.c.blocked_id == blocked))
-        return self.db.read(lambda conn: conn.execute(query).scalar_one())
+        return self._ask(_either_way(BLOCKS, a, b))
 
     def follows(self, follower: int, followee: int) -> bool:
         """True when ``follower`` follows ``followee``."""
-        query = select(exists().where(follows.c.follower_id == follower, follows.c.followee_id == followee))
-        return self.db.read(lambda conn: conn.execute(query).scalar_one())
+        return self._ask(_pair(FOLLOWS, follower, followee))
 
     def in_contacts(self, owner: int, other: int) -> bool:
         """True when ``other`` is in ``owner``'s address book."""
-        query = select(exists().where(contacts.c.owner_id == owner, contacts.c.contact_id == other))
-        return self.db.read(lambda conn: conn.execute(query).scalar_one())
+        return self._ask(_pair(CONTACTS, owner, other))
 
     def relation(self, viewer: int, other: int) -> dict[str, bool]:
         """Everything a profile page shows about the viewer's ties to ``other``, in one read."""
+        questions = {
+            "following": _pair(FOLLOWS, viewer, other),
+            "followed_by": _pair(FOLLOWS, other, viewer),
+            "in_contacts": _pair(CONTACTS, viewer, other),
+            "blocking": _pair(BLOCKS, viewer, other),
+            "blocked_by": _pair(BLOCKS, other, viewer),
+        }
+        return self.db.read(lambda conn: {name: _exists(conn, condition) for name, condition in questions.items()})
 
-        def work(conn: Connection) -> dict[str, bool]:
-            def has(condition: Any) -> bool:
-                return conn.execute(select(exists().where(condition))).scalar_one()
-
-            return {
-                "following": has(and_(follows.c.follower_id == viewer, follows.c.followee_id == other)),
-                "followed_by": has(and_(follows.c.follower_id == other, follows.c.followee_id == viewer)),
-                "in_contacts": has(and_(contacts.c.owner_id == viewer, contacts.c.contact_id == other)),
-                "blocking": has(and_(blocks.c.blocker_id == viewer, blocks.c.blocked_id == other)),
-                "blocked_by": has(and_(blocks.c.blocker_id == other, blocks.c.blocked_id == viewer)),
-            }
-
-        return self.db.read(work)
+    def _ask(self, condition: Any) -> bool:
+        return self.db.read(lambda conn: _exists(conn, condition))
 
     # Follows -----------------------------------------------------------------
 
@@ -130,10 +131,7 @@ class AddressBook:
 
         def work(conn: Connection) -> None:
             _refuse_across_block(conn, follower.id, followee.id, "follow")
-            already = conn.execute(
-                select(exists().where(follows.c.follower_id == follower.id, follows.c.followee_id == followee.id))
-            ).scalar_one()
-            if already:
+            if _exists(conn, _pair(FOLLOWS, follower.id, followee.id)):
                 return
             conn.execute(insert(follows).values(follower_id=follower.id, followee_id=followee.id, created_at=utcnow()))
             _bump_counts(conn, follower.id, followee.id, +1)
@@ -183,11 +181,7 @@ class AddressBook:
 
         def work(conn: Connection) -> bool:
             _refuse_across_block(conn, owner.id, other.id, "add")
-            changed = conn.execute(
-                update(contacts)
-                .where(contacts.c.owner_id == owner.id, contacts.c.contact_id == other.id)
-                .values(nickname=nickname)
-            ).rowcount
+            changed = conn.execute(update(contacts).where(_pair(CONTACTS, owner.id, other.id)).values(nickname=nickname)).rowcount
             if not changed:
                 conn.execute(insert(contacts).values(owner_id=owner.id, contact_id=other.id, nickname=nickname, created_at=utcnow()))
             return not changed
@@ -196,26 +190,17 @@ class AddressBook:
         return {"user": other, "nickname": nickname, "created": created}
 
     def remove_contact(self, owner: User, other: User) -> None:
-        self.db.write(
-            lambda conn: conn.execute(delete(contacts).where(contacts.c.owner_id == owner.id, contacts.c.contact_id == other.id))
-        )
+        self.db.write(lambda conn: conn.execute(delete(contacts).where(_pair(CONTACTS, owner.id, other.id))))
 
     def list_contacts(self, owner: User, cursor: str | None, limit: int) -> Page:
-        after = decode_cursor(cursor, str)
         query = (
             select(*USER_COLUMNS, contacts.c.nickname, contacts.c.created_at.label("added_at"))
             .join(contacts, contacts.c.contact_id == users.c.id)
             .where(contacts.c.owner_id == owner.id)
-            .order_by(users.c.username_lower)
-            .limit(limit + 1)
         )
-        if after is not None:
-            query = query.where(users.c.username_lower > str(after[0]))
-        rows = self.db.read(lambda conn: conn.execute(query).all())
-        more = len(rows) > limit
-        rows = rows[:limit]
+        rows, next_cursor = self._page_by_username(query, cursor, limit)
         results = [{"user": user_from_row(row), "nickname": row.nickname, "added_at": iso(row.added_at)} for row in rows]
-        return Page(results, encode_cursor(rows[-1].username.lower()) if more else None)
+        return Page(results, next_cursor)
 
     # Blocks ------------------------------------------------------------------
 
@@ -226,46 +211,34 @@ class AddressBook:
 
         def work(conn: Connection) -> None:
             _lock_pair(conn, blocker.id, blocked.id)
-            already = conn.execute(
-                select(exists().where(blocks.c.blocker_id == blocker.id, blocks.c.blocked_id == blocked.id))
-            ).scalar_one()
-            if already:
+            if _exists(conn, _pair(BLOCKS, blocker.id, blocked.id)):
                 return
             conn.execute(insert(blocks).values(blocker_id=blocker.id, blocked_id=blocked.id, created_at=utcnow()))
             _remove_follow(conn, blocker.id, blocked.id)
             _remove_follow(conn, blocked.id, blocker.id)
-            conn.execute(
-                delete(contacts).where(
-                    or_(
-                        and_(contacts.c.owner_id == blocker.id, contacts.c.contact_id == blocked.id),
-                        and_(contacts.c.owner_id == blocked.id, contacts.c.contact_id == blocker.id),
-                    )
-                )
-            )
+            conn.execute(delete(contacts).where(_either_way(CONTACTS, blocker.id, blocked.id)))
 
         self._write_relation(work)
         self.identity.forget_user(blocker.id, blocked.id)
 
     def unblock(self, blocker: User, blocked: User) -> None:
-        self.db.write(
-            lambda conn: conn.execute(delete(blocks).where(blocks.c.blocker_id == blocker.id, blocks.c.blocked_id == blocked.id))
-        )
+        self.db.write(lambda conn: conn.execute(delete(blocks).where(_pair(BLOCKS, blocker.id, blocked.id))))
 
     def list_blocks(self, blocker: User, cursor: str | None, limit: int) -> Page:
+        query = select(*USER_COLUMNS).join(blocks, blocks.c.blocked_id == users.c.id).where(blocks.c.blocker_id == blocker.id)
+        rows, next_cursor = self._page_by_username(query, cursor, limit)
+        return Page([user_from_row(row) for row in rows], next_cursor)
+
+    def _page_by_username(self, query: Any, cursor: str | None, limit: int) -> tuple[list[Any], str | None]:
+        """One page of ``query``'s rows in username order, and the cursor to the next."""
         after = decode_cursor(cursor, str)
-        query = (
-            select(*USER_COLUMNS)
-            .join(blocks, blocks.c.blocked_id == users.c.id)
-            .where(blocks.c.blocker_id == blocker.id)
-            .order_by(users.c.username_lower)
-            .limit(limit + 1)
-        )
+        query = query.order_by(users.c.username_lower).limit(limit + 1)
         if after is not None:
-            query = query.where(users.c.username_lower > str(after[0]))
+            query = query.where(users.c.username_lower > after[0])
         rows = self.db.read(lambda conn: conn.execute(query).all())
-        more = len(rows) > limit
-        rows = rows[:limit]
-        return Page([user_from_row(row) for row in rows], encode_cursor(rows[-1].username.lower()) if more else None)
+        if len(rows) <= limit:
+            return rows, None
+        return rows[:limit], encode_cursor(rows[limit - 1].username.lower())
 
     def blocked_either_way(self, user_id: int) -> set[int]:
         """Every user who blocked ``user_id`` or whom ``user_id`` blocked."""
@@ -395,24 +368,12 @@ def _lock_pair(conn: Connection, a: int, b: int) -> None:
 
 def _refuse_across_block(conn: Connection, a: int, b: int, verb: str) -> None:
     _lock_pair(conn, a, b)
-    blocked = conn.execute(
-        select(
-            exists().where(
-                or_(
-                    and_(blocks.c.blocker_id == a, blocks.c.blocked_id == b),
-                    and_(blocks.c.blocker_id == b, blocks.c.blocked_id == a),
-                )
-            )
-        )
-    ).scalar_one()
-    if blocked:
+    if _exists(conn, _either_way(BLOCKS, a, b)):
         raise ApiError(403, "blocked", f"You cannot {verb} this user: one of you has blocked the other.")
 
 
 def _remove_follow(conn: Connection, follower: int, followee: int) -> None:
-    removed = conn.execute(
-        delete(follows).where(follows.c.follower_id == follower, follows.c.followee_id == followee)
-    ).rowcount
+    removed = conn.execute(delete(follows).where(_pair(FOLLOWS, follower, followee))).rowcount
     if removed:
         _bump_counts(conn, follower, followee, -1)
 

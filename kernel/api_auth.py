@@ -13,7 +13,7 @@ from starlette.routing import Route
 from kernel import csrf
 from kernel.app import Kernel, get_kernel
 from kernel.errors import ApiError, not_found
-from kernel.http import JSONResponse, client_ip, read_json, require_user
+from kernel.http import JSONResponse, client_ip, current_session_id, read_json, require_user
 from kernel.identity import User, check_text, check_username, clean_display_name, iso
 from kernel.middleware import SESSION_COOKIE
 from kernel.passwords import hash_password, verify_password
@@ -192,9 +192,7 @@ async def set_new_password(request: Request, user: User, current: str, new: str)
         raise ApiError(403, "invalid_credentials", "current_password: wrong password", field="current_password")
     check_password_rules(kernel, new, "new_password")
     new_hash = await anyio.to_thread.run_sync(hash_password, new, limiter=kernel.password_limiter)
-    credential = request.scope.get("credential")
-    keep = credential.id if credential is not None and credential.kind == "session" else None
-    await anyio.to_thread.run_sync(kernel.identity.set_password, user.id, new_hash, keep)
+    await anyio.to_thread.run_sync(kernel.identity.set_password, user.id, new_hash, current_session_id(request))
 
 
 async def create_token(request: Request) -> Response:
@@ -220,10 +218,7 @@ async def delete_token(request: Request) -> Response:
 
 async def list_sessions(request: Request) -> Response:
     user = require_user(request)
-    sessions = await anyio.to_thread.run_sync(get_kernel(request).identity.list_sessions, user.id)
-    credential = request.scope.get("credential")
-    for session in sessions:
-        session["current"] = credential is not None and credential.kind == "session" and credential.id == session["id"]
+    sessions = await anyio.to_thread.run_sync(get_kernel(request).identity.list_sessions, user.id, current_session_id(request))
     return JSONResponse({"results": sessions})
 
 

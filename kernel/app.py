@@ -29,7 +29,7 @@ from kernel.address_book import AddressBook
 from kernel.db import DB_THREADS, Database
 from kernel.identity import RESERVED_USERNAMES, Identity, User
 from kernel.middleware import AuthMiddleware, BodyLimitMiddleware, RequestLogMiddleware
-from kernel.plugins import PluginGate, Plugins
+from kernel.plugins import PluginGate, Plugins, describe_exception
 from kernel.ratelimit import FailureLimiter
 from kernel.routing import KernelRouter
 from kernel.settings import Settings, ensure_data_dir, load_settings
@@ -139,7 +139,7 @@ class Kernel:
                 try:
                     migrate.upgrade(self.db, folders, [record.name])
                 except Exception as exc:
-                    self.plugins.fail(record, f"migration failed: {type(exc).__name__}: {exc}")
+                    self.plugins.fail(record, f"migration failed: {describe_exception(exc)}")
                     failures.append(f"plugin {record.name}: {record.reason}")
         return failures
 

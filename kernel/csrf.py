@@ -19,7 +19,6 @@ from starlette.requests import HTTPConnection
 from kernel.errors import ApiError
 
 PRE_SESSION_COOKIE = "everything_csrf"
-HEADER = "x-csrf-token"
 FIELD = "csrf_token"
 
 
@@ -47,14 +46,16 @@ def token_for_session(session_secret: str, secret_key: str) -> str:
     return _sign(secret_key, session_secret)
 
 
+def matches(basis: str, secret_key: str, submitted: str | None) -> bool:
+    """True when ``submitted`` is the token of ``basis`` (a session or pre-session secret)."""
+    return bool(submitted) and hmac.compare_digest(_sign(secret_key, basis), submitted)  # type: ignore[arg-type]
+
+
 def check(connection: HTTPConnection, secret_key: str, submitted: str | None) -> None:
     """403 ``csrf_failed`` unless ``submitted`` matches this request's token."""
-    bases = []
-    if connection.scope.get("user") and connection.scope.get("session_secret"):
-        bases.append(connection.scope["session_secret"])
-    elif connection.cookies.get(PRE_SESSION_COOKIE):
-        bases.append(connection.cookies[PRE_SESSION_COOKIE])
-    for basis in bases:
-        if submitted and hmac.compare_digest(_sign(secret_key, basis), submitted):
-            return
-    raise ApiError(403, "csrf_failed", "The form has expired or did not come from this site. Reload the page and try again.")
+    if connection.scope.get("user"):
+        basis = connection.scope.get("session_secret")
+    else:
+        basis = connection.cookies.get(PRE_SESSION_COOKIE)
+    if basis is None or not matches(basis, secret_key, submitted):
+        raise ApiError(403, "csrf_failed", "The form has expired or did not come from this site. Reload the page and try again.")

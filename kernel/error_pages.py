@@ -9,7 +9,7 @@ from starlette.requests import Request
 from starlette.responses import Response
 
 from kernel.errors import STATUS_CODES, STATUS_MESSAGES, ApiError
-from kernel.http import JSONResponse
+from kernel.http import error_response
 
 logger = logging.getLogger("everything.errors")
 
@@ -31,7 +31,7 @@ def _respond(request: Request, error: ApiError) -> Response:
             return page
         except Exception:
             logger.exception("the error page itself failed to render")
-    return JSONResponse(error.body(), status_code=error.status, headers=error.headers)
+    return error_response(error)
 
 
 async def api_error(request: Request, exc: Exception) -> Response:

@@ -31,7 +31,7 @@ class ApiError(Exception):
         return {"error": {"code": self.code, "message": self.message, **self.extra}}
 
 
-def not_found(message: str = "Not found.") -> ApiError:
+def not_found(message: str = "There is nothing here.") -> ApiError:
     return ApiError(404, "not_found", message)
 
 

@@ -28,6 +28,11 @@ class JSONResponse(Response):
         return _ENCODER.encode(content).encode()
 
 
+def error_response(error: ApiError) -> JSONResponse:
+    """The JSON answer for ``error``: its status, its headers, the error shape."""
+    return JSONResponse(error.body(), status_code=error.status, headers=error.headers)
+
+
 async def read_json(request: Request, model: type[M]) -> M:
     """The body parsed as ``model``: 415 when not JSON, 400 when malformed, 422 naming the field.
 
@@ -49,6 +54,11 @@ async def read_json(request: Request, model: type[M]) -> M:
             raise ApiError(400, "invalid_json", "The body is not valid JSON.") from None
     if not isinstance(data, dict):
         raise ApiError(422, "validation_error", "The body must be a JSON object.")
+    return validate(model, data)
+
+
+def validate(model: type[M], data: dict[str, Any]) -> M:
+    """``data`` as ``model``, or the 422 that names the first bad field (forms use it too)."""
     try:
         return model.model_validate(data)
     except ValidationError as exc:
@@ -66,6 +76,12 @@ def require_user(connection: HTTPConnection) -> User:
     if user is None:
         raise ApiError(401, "unauthorized", "Sign in, or send a bearer token.")
     return user
+
+
+def current_session_id(connection: HTTPConnection) -> int | None:
+    """The id of the browser session this request came with; None for bearer tokens and visitors."""
+    credential = connection.scope.get("credential")
+    return credential.id if credential is not None and credential.kind == "session" else None
 
 
 def client_ip(connection: HTTPConnection) -> str:

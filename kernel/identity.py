@@ -262,10 +262,6 @@ class Identity:
         self.db.write(work)
         self._credentials.drop_where(lambda cred: cred.kind == "session" and cred.user_id == user_id)
 
-    def set_admin(self, user_id: int, is_admin: bool) -> None:
-        self.db.write(lambda conn: conn.execute(update(users).where(users.c.id == user_id).values(is_admin=is_admin)))
-        self.forget_user(user_id)
-
     def forget_user(self, *user_ids: int) -> None:
         """Drop cached rows of these users after a change."""
         for user_id in user_ids:
@@ -291,7 +287,8 @@ class Identity:
         session_id = self.db.write(lambda conn: conn.execute(insert(sessions).values(values)).inserted_primary_key[0])
         return secret, session_id
 
-    def list_sessions(self, user_id: int) -> list[dict[str, Any]]:
+    def list_sessions(self, user_id: int, current_id: int | None) -> list[dict[str, Any]]:
+        """The user's live sessions, newest first; ``current`` marks the one with id ``current_id``."""
         rows = self.db.read(
             lambda conn: conn.execute(
                 select(sessions.c.id, sessions.c.created_at, sessions.c.expires_at, sessions.c.user_agent, sessions.c.ip)
@@ -300,21 +297,20 @@ class Identity:
             ).all()
         )
         return [
-            {"id": row.id, "created_at": iso(row.created_at), "expires_at": iso(row.expires_at), "user_agent": row.user_agent, "ip": row.ip}
+            {
+                "id": row.id,
+                "created_at": iso(row.created_at),
+                "expires_at": iso(row.expires_at),
+                "user_agent": row.user_agent,
+                "ip": row.ip,
+                "current": row.id == current_id,
+            }
             for row in rows
         ]
 
     def end_session(self, user_id: int, session_id: int) -> bool:
         """Revoke one session of the user; False when there is no such session."""
-        if not 0 < session_id <= MAX_ID:
-            return False
-        deleted = self.db.write(
-            lambda conn: conn.execute(
-                delete(sessions).where(sessions.c.id == session_id, sessions.c.user_id == user_id)
-            ).rowcount
-        )
-        self._credentials.drop_where(lambda cred: cred.kind == "session" and cred.id == session_id)
-        return bool(deleted)
+        return self._revoke(sessions, "session", user_id, session_id)
 
     # API tokens -----------------------------------------------------------
 
@@ -337,14 +333,16 @@ class Identity:
         return [{"id": row.id, "name": row.name, "created_at": iso(row.created_at)} for row in rows]
 
     def delete_token(self, user_id: int, token_id: int) -> bool:
-        if not 0 < token_id <= MAX_ID:
+        """Revoke one API token of the user; False when there is no such token."""
+        return self._revoke(api_tokens, "token", user_id, token_id)
+
+    def _revoke(self, table: Any, kind: str, user_id: int, credential_id: int) -> bool:
+        if not 0 < credential_id <= MAX_ID:
             return False
         deleted = self.db.write(
-            lambda conn: conn.execute(
-                delete(api_tokens).where(api_tokens.c.id == token_id, api_tokens.c.user_id == user_id)
-            ).rowcount
+            lambda conn: conn.execute(delete(table).where(table.c.id == credential_id, table.c.user_id == user_id)).rowcount
         )
-        self._credentials.drop_where(lambda cred: cred.kind == "token" and cred.id == token_id)
+        self._credentials.drop_where(lambda cred: cred.kind == kind and cred.id == credential_id)
         return bool(deleted)
 
     # Resolving credentials -------------------------------------------------

@@ -1,8 +1,7 @@
-"""The kernel's ASGI middleware, all pure ASGI (BaseHTTPMiddleware costs 4x here)."""
+"""The kernel's middleware, written as plain ASGI callables: the wrapping kind costs four times as much (DESIGN.md)."""
 
 from __future__ import annotations
 
-import hmac
 import logging
 import random
 import time
@@ -15,10 +14,11 @@ from starlette.types import ASGIApp, Message, Receive, Scope, Send
 from kernel import csrf, logs
 from kernel.error_pages import server_error
 from kernel.errors import ApiError
-from kernel.http import JSONResponse
+from kernel.http import error_response
 
 if TYPE_CHECKING:
     from kernel.app import Kernel
+    from kernel.identity import Credential, User
 
 SESSION_COOKIE = "everything_session"
 request_log = logging.getLogger("everything.requests")
@@ -100,7 +100,7 @@ class BodyLimitMiddleware:
         if scope["type"] != "http":
             await self.app(scope, receive, send)
             return
-        limit = scope.get("everything.max_body_bytes", self.max_bytes)
+        limit = self.max_bytes
         framed = False
         for name, value in scope["headers"]:
             if name == b"content-length":
@@ -110,8 +110,7 @@ class BodyLimitMiddleware:
                 except ValueError:
                     declared = 0
                 if declared > limit:
-                    error = _too_large(limit)
-                    await JSONResponse(error.body(), status_code=error.status)(scope, receive, send)
+                    await error_response(_too_large(limit))(scope, receive, send)
                     return
             elif name == b"transfer-encoding":
                 framed = True
@@ -131,6 +130,13 @@ class BodyLimitMiddleware:
             return message
 
         await self.app(scope, limited_receive, send)
+
+
+def _header(scope: Scope, name: bytes) -> str | None:
+    for key, value in scope["headers"]:
+        if key == name:
+            return value.decode("latin-1")
+    return None
 
 
 def _too_large(limit: int) -> ApiError:
@@ -187,11 +193,8 @@ class AuthMiddleware:
         if bearer is not None:
             resolved = await self._resolve("token", bearer)
             if resolved is None:
-                await JSONResponse(
-                    {"error": {"code": "invalid_token", "message": "The bearer token is unknown or revoked."}},
-                    status_code=401,
-                    headers={"WWW-Authenticate": "Bearer"},
-                )(scope, receive, send)
+                dead = ApiError(401, "invalid_token", "The bearer token is unknown or revoked.", headers={"WWW-Authenticate": "Bearer"})
+                await error_response(dead)(scope, receive, send)
                 return
             scope["credential"], scope["user"] = resolved
         elif cookie_header:
@@ -201,21 +204,13 @@ class AuthMiddleware:
                 resolved = await self._resolve("session", secret)
                 if resolved is not None:
                     scope["credential"], scope["user"] = resolved
-                    if _needs_csrf_header(scope) and not self._csrf_header_ok(scope, secret):
-                        await JSONResponse(
-                            {"error": {"code": "csrf_failed", "message": "Send the X-CSRF-Token header with cookie-authenticated changes."}},
-                            status_code=403,
-                        )(scope, receive, send)
+                    if _needs_csrf_header(scope) and not csrf.matches(secret, self.secret_key, _header(scope, b"x-csrf-token")):
+                        refused = ApiError(403, "csrf_failed", "Send the X-CSRF-Token header with cookie-authenticated changes.")
+                        await error_response(refused)(scope, receive, send)
                         return
         await self.app(scope, receive, send)
 
-    def _csrf_header_ok(self, scope: Scope, session_secret: str) -> bool:
-        for name, value in scope["headers"]:
-            if name == b"x-csrf-token":
-                return hmac.compare_digest(value.decode("latin-1"), csrf.token_for_session(session_secret, self.secret_key))
-        return False
-
-    async def _resolve(self, kind: str, secret: str):  # type: ignore[no-untyped-def]
+    async def _resolve(self, kind: str, secret: str) -> tuple[Credential, User] | None:
         hit = self.identity.resolve_cached(kind, secret)
         if hit is not None:
             return hit

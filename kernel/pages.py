@@ -9,25 +9,16 @@ from __future__ import annotations
 from typing import Any
 
 import anyio.to_thread
-from pydantic import ValidationError
 from starlette.requests import Request
 from starlette.responses import Response
 from starlette.routing import Route
 
-from kernel.api_auth import (
-    ProfileIn,
-    close_session,
-    log_in,
-    open_session,
-    set_new_password,
-    sign_up,
-    update_profile,
-)
+from kernel.api_auth import ProfileIn, TokenIn, close_session, log_in, open_session, set_new_password, sign_up, update_profile
 from kernel.api_directory import find_user
 from kernel.app import get_kernel
 from kernel.contract import ProfileAction
-from kernel.errors import ApiError, validation_error
-from kernel.http import current_user
+from kernel.errors import ApiError, not_found
+from kernel.http import current_session_id, current_user, validate
 from kernel.web import read_form, redirect, render, safe_next
 
 
@@ -89,10 +80,7 @@ async def _render_settings(request: Request, extra: dict[str, Any], status_code:
     kernel = get_kernel(request)
     user = current_user(request)
     assert user is not None
-    sessions = await anyio.to_thread.run_sync(kernel.identity.list_sessions, user.id)
-    credential = request.scope.get("credential")
-    for session in sessions:
-        session["current"] = credential is not None and credential.kind == "session" and credential.id == session["id"]
+    sessions = await anyio.to_thread.run_sync(kernel.identity.list_sessions, user.id, current_session_id(request))
     tokens = await anyio.to_thread.run_sync(kernel.identity.list_tokens, user.id)
     blocked = await anyio.to_thread.run_sync(kernel.address_book.list_blocks, user, None, 50)
     context = {"sessions": sessions, "tokens": tokens, "blocked": blocked.results, **extra}
@@ -109,24 +97,19 @@ async def settings_action(request: Request) -> Response:
     action = request.path_params["action"]
     try:
         if action == "profile":
-            try:
-                body = ProfileIn(display_name=form.get("display_name", ""), bio=form.get("bio", ""))
-            except ValidationError as exc:
-                raise validation_error(exc) from None
+            body = validate(ProfileIn, {"display_name": form.get("display_name", ""), "bio": form.get("bio", "")})
             await update_profile(kernel, user, body)
             return redirect("/settings?saved=profile")
         if action == "password":
             await set_new_password(request, user, form.get("current_password", ""), form.get("new_password", ""))
             return redirect("/settings?saved=password")
         if action == "tokens":
-            name = form.get("name", "").strip()[:60]
-            if not name:
-                raise ApiError(422, "validation_error", "name: give the token a name", field="name")
+            name = validate(TokenIn, {"name": form.get("name", "")}).name
             token = await anyio.to_thread.run_sync(kernel.identity.create_token, user.id, name)
             return await _render_settings(request, {"new_token": token})
     except ApiError as error:
         return await _render_settings(request, {"error": error, "error_form": action}, status_code=error.status)
-    raise ApiError(404, "not_found", "There is nothing here.")
+    raise not_found()
 
 
 async def revoke(request: Request) -> Response:
@@ -142,7 +125,7 @@ async def revoke(request: Request) -> Response:
     elif kind == "tokens":
         await anyio.to_thread.run_sync(kernel.identity.delete_token, user.id, item)
     else:
-        raise ApiError(404, "not_found", "There is nothing here.")
+        raise not_found()
     return redirect("/settings")
 
 
@@ -189,7 +172,7 @@ async def profile_list(request: Request) -> Response:
     profile = await find_user(kernel, request.path_params["username"])
     which = request.path_params["which"]
     if which not in ("followers", "following"):
-        raise ApiError(404, "not_found", "There is nothing here.")
+        raise not_found()
     lister = kernel.address_book.followers if which == "followers" else kernel.address_book.following
     page = await anyio.to_thread.run_sync(lister, profile, request.query_params.get("cursor"), 50)
     return render(request, "user_list.html", {"profile": profile, "which": which, "results": page.results, "next_cursor": page.next_cursor})
@@ -215,7 +198,7 @@ async def profile_action(request: Request) -> Response:
     profile = await find_user(kernel, request.path_params["username"])
     action = request.path_params["action"]
     if action not in PROFILE_ACTIONS:
-        raise ApiError(404, "not_found", "There is nothing here.")
+        raise not_found()
     method = getattr(kernel.address_book, PROFILE_ACTIONS[action])
     if action == "contact":
         await anyio.to_thread.run_sync(method, viewer, profile, form.get("nickname", "").strip()[:50])

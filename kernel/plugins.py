@@ -30,7 +30,7 @@ from starlette.types import ASGIApp, Receive, Scope, Send
 
 from kernel import hookspecs
 from kernel.contract import PLUGIN_NAME, Feature, Manifest
-from kernel.errors import ApiError
+from kernel.errors import not_found
 from kernel.settings import PluginsSettings, SettingsError, validate_plugin_settings
 
 logger = logging.getLogger("everything.plugins")
@@ -87,7 +87,8 @@ class PluginRecord:
         }
 
 
-def _describe_exception(exc: BaseException) -> str:
+def describe_exception(exc: BaseException) -> str:
+    """An exception as a failure reason shows it: ``ValueError: what went wrong``."""
     return f"{type(exc).__name__}: {exc}"
 
 
@@ -106,7 +107,7 @@ class PluginGate:
 
     async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
         if not self.record.running:
-            raise ApiError(404, "not_found", "There is nothing here.")
+            raise not_found()
         try:
             await self.app(scope, receive, send)
         except Exception:
@@ -143,7 +144,7 @@ class Plugins:
         try:
             record.module = load()
         except BaseException as exc:  # noqa: BLE001 - a plugin's import may raise anything, even SystemExit
-            self._fail(record, f"failed to import: {_describe_exception(exc)}")
+            self._fail(record, f"failed to import: {describe_exception(exc)}")
 
     # Boot checks -------------------------------------------------------------
 
@@ -191,7 +192,7 @@ class Plugins:
         try:
             manifest = impl.function()
         except Exception as exc:
-            self._fail(record, f"manifest raised {_describe_exception(exc)}")
+            self._fail(record, f"manifest raised {describe_exception(exc)}")
             return
         if not isinstance(manifest, Manifest):
             self._fail(record, "manifest must return kernel.Manifest")
@@ -317,7 +318,7 @@ class Plugins:
                 record.started = True
             except Exception as exc:
                 logger.error("plugin %s failed to start:\n%s", record.name, traceback.format_exc())
-                self._fail(record, f"start-up raised {_describe_exception(exc)}")
+                self._fail(record, f"start-up raised {describe_exception(exc)}")
                 self._check_requires()
 
     async def stop(self, kernel: Any) -> None:
@@ -403,7 +404,7 @@ class Plugins:
         except (PluginFailure, ValueError) as exc:
             self._fail(record, str(exc))
         except Exception as exc:
-            self._fail(record, f"raised {_describe_exception(exc)}")
+            self._fail(record, f"raised {describe_exception(exc)}")
 
     def fail(self, record: PluginRecord, reason: str) -> None:
         """Mark ``record`` failed with ``reason``, and whatever requires it too."""
