@@ -7,26 +7,35 @@ A plugin imports from ``kernel`` only::
 
 from kernel.app import Kernel, create_app, get_kernel
 from kernel.contract import Feature, Manifest, NavItem, ProfileAction
+from kernel.entitlements import Decision, Grant, Plan
 from kernel.errors import ApiError
+from kernel.guards import feature_required
 from kernel.hookspecs import hookimpl
 from kernel.http import JSONResponse, current_user, query_limit, read_json, require_user
 from kernel.identity import User
+from kernel.realtime import Connection, realtime_feature_required
 from kernel.web import read_form, redirect, render
 
 __all__ = [
     "ApiError",
+    "Connection",
+    "Decision",
     "Feature",
+    "Grant",
     "JSONResponse",
     "Kernel",
     "Manifest",
     "NavItem",
+    "Plan",
     "ProfileAction",
     "User",
     "create_app",
     "current_user",
+    "feature_required",
     "get_kernel",
     "hookimpl",
     "query_limit",
+    "realtime_feature_required",
     "read_form",
     "read_json",
     "redirect",

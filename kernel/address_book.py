@@ -124,20 +124,22 @@ class AddressBook:
 
     # Follows -----------------------------------------------------------------
 
-    def follow(self, follower: User, followee: User) -> None:
-        """Follow; a no-op when already following. 403 ``blocked`` across a block."""
+    def follow(self, follower: User, followee: User) -> bool:
+        """Follow; a no-op when already following. 403 ``blocked`` across a block. True when the follow is new."""
         if follower.id == followee.id:
             raise ApiError(422, "cannot_follow_self", "You cannot follow yourself.")
 
-        def work(conn: Connection) -> None:
+        def work(conn: Connection) -> bool:
             _refuse_across_block(conn, follower.id, followee.id, "follow")
             if _exists(conn, _pair(FOLLOWS, follower.id, followee.id)):
-                return
+                return False
             conn.execute(insert(follows).values(follower_id=follower.id, followee_id=followee.id, created_at=utcnow()))
             _bump_counts(conn, follower.id, followee.id, +1)
+            return True
 
-        self._write_relation(work)
+        created = bool(self._write_relation(work))
         self.identity.forget_user(follower.id, followee.id)
+        return created
 
     def unfollow(self, follower: User, followee: User) -> None:
         def work(conn: Connection) -> None:

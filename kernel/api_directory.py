@@ -28,7 +28,8 @@ async def find_user(kernel: Kernel, username: str) -> User:
     return user
 
 
-def users_page(kernel: Kernel, page: Page) -> Response:
+async def users_page(kernel: Kernel, page: Page) -> Response:
+    await kernel.prepare_users(page.results)
     return JSONResponse({"results": [kernel.user_json(user) for user in page.results], "next_cursor": page.next_cursor})
 
 
@@ -52,7 +53,25 @@ async def directory(request: Request) -> Response:
     page = await anyio.to_thread.run_sync(
         kernel.address_book.search, q, limit, request.query_params.get("cursor"), viewer.id if viewer else None
     )
-    return users_page(kernel, page)
+    return await users_page(kernel, page)
+
+
+async def follow_user(kernel: Kernel, follower: User, followee: User) -> None:
+    """Follow, and tell the followed person when the follow is new (shared by the API and the profile page)."""
+    if await anyio.to_thread.run_sync(kernel.address_book.follow, follower, followee):
+        await kernel.notifications.notify(
+            followee,
+            "kernel.follow",
+            f"{_name_of(follower)} followed you",
+            url=f"/@{follower.username}",
+            actor=follower,
+        )
+
+
+def _name_of(user: User) -> str:
+    if user.display_name == user.username:
+        return f"@{user.username}"
+    return f"{user.display_name} (@{user.username})"
 
 
 async def follow(request: Request) -> Response:
@@ -60,7 +79,7 @@ async def follow(request: Request) -> Response:
     kernel = get_kernel(request)
     other = await find_user(kernel, request.path_params["username"])
     if request.method == "PUT":
-        await anyio.to_thread.run_sync(kernel.address_book.follow, user, other)
+        await follow_user(kernel, user, other)
     else:
         await anyio.to_thread.run_sync(kernel.address_book.unfollow, user, other)
     updated = await anyio.to_thread.run_sync(kernel.identity.user_by_id, other.id)
@@ -81,13 +100,14 @@ async def _follow_list(request: Request, which: str) -> Response:
     limit = query_limit(request)
     lister = kernel.address_book.followers if which == "followers" else kernel.address_book.following
     page = await anyio.to_thread.run_sync(lister, user, request.query_params.get("cursor"), limit)
-    return users_page(kernel, page)
+    return await users_page(kernel, page)
 
 
 async def list_contacts(request: Request) -> Response:
     user = require_user(request)
     kernel = get_kernel(request)
     page = await anyio.to_thread.run_sync(kernel.address_book.list_contacts, user, request.query_params.get("cursor"), query_limit(request))
+    await kernel.prepare_users([item["user"] for item in page.results])
     results = [{"user": kernel.user_json(item["user"]), "nickname": item["nickname"], "added_at": item["added_at"]} for item in page.results]
     return JSONResponse({"results": results, "next_cursor": page.next_cursor})
 
@@ -115,7 +135,7 @@ async def list_blocks(request: Request) -> Response:
     user = require_user(request)
     kernel = get_kernel(request)
     page = await anyio.to_thread.run_sync(kernel.address_book.list_blocks, user, request.query_params.get("cursor"), query_limit(request))
-    return users_page(kernel, page)
+    return await users_page(kernel, page)
 
 
 async def block(request: Request) -> Response:

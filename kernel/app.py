@@ -7,6 +7,7 @@ processes.
 
 from __future__ import annotations
 
+import asyncio
 import contextlib
 import logging
 import secrets
@@ -20,17 +21,22 @@ from pydantic import SecretStr
 from starlette.applications import Starlette
 from starlette.middleware import Middleware
 from starlette.requests import HTTPConnection
-from starlette.routing import BaseRoute, Mount
+from starlette.routing import BaseRoute, Mount, WebSocketRoute
 from starlette.staticfiles import StaticFiles
 from starlette.templating import Jinja2Templates
 
-from kernel import builtin_hooks, migrate
+from kernel import builtin_hooks, migrate, switches
 from kernel.address_book import AddressBook
+from kernel.bus import make_bus
 from kernel.db import DB_THREADS, Database
+from kernel.entitlements import Entitlements, Grant
+from kernel.errors import ApiError, not_found
 from kernel.identity import RESERVED_USERNAMES, Identity, User
 from kernel.middleware import AuthMiddleware, BodyLimitMiddleware, RequestLogMiddleware
-from kernel.plugins import PluginGate, Plugins, describe_exception
+from kernel.notifications import Notifications
+from kernel.plugins import PluginGate, PluginRecord, Plugins, describe_exception
 from kernel.ratelimit import FailureLimiter
+from kernel.realtime import Hub
 from kernel.routing import KernelRouter
 from kernel.settings import Settings, ensure_data_dir, load_settings
 
@@ -69,9 +75,15 @@ class Kernel:
         # Hashing takes tens of milliseconds of CPU: it gets threads of its own so
         # that a burst of log-ins cannot starve the short database calls.
         self.password_limiter = anyio.CapacityLimiter(2)
+        self.realtime = Hub(self, make_bus(settings.bus.url, settings.bus.channel_prefix, settings.database_url))
+        self.entitlements = Entitlements(self)
+        self.notifications = Notifications(self)
         self.plugins.boot(settings.plugins, self)
+        self.entitlements.build_catalog([record for record in self.plugins.records.values() if record.booted], self.plugins.fail)
         self.templates = self._make_templates()
         self.ready = False
+        self._maintenance: asyncio.Task[None] | None = None
+        self._switch_lock = asyncio.Lock()
 
     # Services plugins use -------------------------------------------------------
 
@@ -96,12 +108,16 @@ class Kernel:
         return self.identity.user_by_id(user_id)
 
     def plans_of(self, user: User) -> list[str]:
-        """The plans a user holds. Every account is on ``free`` until plans can be granted."""
-        return ["free"]
+        """The plans a user holds now, ``free`` included."""
+        return sorted(self.entitlements.held_plans(user.id))
 
     def is_verified(self, user: User) -> bool:
-        """Whether the user carries the verified badge, which only a granted plan can give."""
-        return False
+        """Whether the user carries the verified badge: the feature ``kernel.verified``, which a plan gives."""
+        return self.entitlements.is_verified(user)
+
+    async def prepare_users(self, people: list[User]) -> None:
+        """Load the plans of everyone about to be shown in one query, off the event loop (their badges need them)."""
+        await anyio.to_thread.run_sync(self.entitlements.warm, [person.id for person in people])
 
     def user_json(self, user: User) -> dict[str, Any]:
         """The user object every API answer uses."""
@@ -150,13 +166,110 @@ class Kernel:
         auto = self.settings.database.auto_migrate
         if auto or (auto is None and self.settings.is_embedded_database):
             await anyio.to_thread.run_sync(self.upgrade_database)
+        state = await anyio.to_thread.run_sync(switches.read_state, self.db)
+        self.entitlements.rollouts = dict(state.rollouts)
+        self.plugins.apply_switches(set(state.plugins_off))
+        self.realtime.control_listeners.append(self._on_control)
+        await self.realtime.start()
         await self.plugins.start(self)
+        self._maintenance = asyncio.create_task(self._maintain(), name="everything-maintenance")
         self.ready = True
 
     async def stop(self) -> None:
         self.ready = False
+        if self._maintenance is not None:
+            self._maintenance.cancel()
+            with contextlib.suppress(asyncio.CancelledError):
+                await self._maintenance
+        await self.realtime.stop()
         await self.plugins.stop(self)
         self.db.dispose()
+
+    async def _maintain(self) -> None:
+        """Every few seconds: pick up switches changed elsewhere, and tell plugins of grants that started or ended."""
+        while True:
+            await asyncio.sleep(self.settings.entitlements.refresh_seconds)
+            try:
+                await self.refresh_switches()
+                await self.announce_grant_events()
+            except Exception:
+                logger.exception("periodic refresh failed; retrying")
+
+    def _on_control(self, message: dict[str, Any]) -> None:
+        kind = message.get("type")
+        if kind == "kernel.switches":
+            asyncio.get_running_loop().create_task(self.refresh_switches())
+        elif kind == "kernel.grants" and isinstance(message.get("user_id"), int):
+            self.entitlements.forget(message["user_id"])
+
+    # Operator actions ---------------------------------------------------------------
+
+    async def refresh_switches(self) -> None:
+        """Read the stored switches and apply them: start or stop the plugins whose switch changed."""
+        async with self._switch_lock:
+            state = await anyio.to_thread.run_sync(switches.read_state, self.db)
+            self.entitlements.rollouts = dict(state.rollouts)
+            for record in self.plugins.apply_switches(set(state.plugins_off)):
+                if record.running:
+                    if not await self.plugins.start_one(record, self):
+                        continue
+                else:
+                    await self.plugins.stop_one(record, self)
+                logger.info("plugin %s is now %s", record.name, "on" if record.running else "off")
+                await self.plugins.notify("plugin_switched", kernel=self, plugin=record.name, enabled=record.running)
+
+    async def switch_plugin(self, name: str, enabled: bool, actor: User | str) -> PluginRecord:
+        """Switch a plugin on or off for the whole deployment, persisted and audited; effective everywhere within seconds."""
+        record = self.booted_plugin(name)
+        await anyio.to_thread.run_sync(switches.set_plugin, self.db, name, enabled, actor)
+        await self.refresh_switches()
+        await self.realtime.publish_control({"type": "kernel.switches"})
+        return record
+
+    async def set_rollout(self, feature: str, percent: int, actor: User | str) -> None:
+        """Roll a feature out to ``percent`` of users, chosen by a stable hash of feature and user."""
+        if feature not in self.entitlements.catalog.features:
+            raise not_found(f"There is no feature '{feature}'.")
+        await anyio.to_thread.run_sync(switches.set_rollout, self.db, feature, percent, actor)
+        await self.refresh_switches()
+        await self.realtime.publish_control({"type": "kernel.switches"})
+
+    def booted_plugin(self, name: str) -> PluginRecord:
+        """The plugin that may be switched: 404 when unknown, 409 when it is not in ``plugins.enabled`` or failed."""
+        record = self.plugins.records.get(name)
+        if record is None:
+            raise not_found(f"There is no plugin '{name}'.")
+        if not record.booted:
+            why = "is not in plugins.enabled; add it to the settings and restart" if record.state == "disabled" else f"failed: {record.reason}"
+            raise ApiError(409, "plugin_not_switchable", f"Plugin '{name}' {why}.")
+        return record
+
+    async def grant(self, user: User, plan: str, **options: Any) -> Grant:
+        """Grant a plan (see :meth:`Entitlements.grant` for the options); every process and plugin hears of it."""
+        grant = await anyio.to_thread.run_sync(lambda: self.entitlements.grant(user, plan, **options))
+        await self.grants_changed(user.id)
+        return grant
+
+    async def revoke(self, user: User, plan: str, **options: Any) -> list[Grant]:
+        """Revoke a plan's current grants (see :meth:`Entitlements.revoke`); every process and plugin hears of it."""
+        revoked = await anyio.to_thread.run_sync(lambda: self.entitlements.revoke(user, plan, **options))
+        await self.grants_changed(user.id)
+        return revoked
+
+    async def grants_changed(self, user_id: int) -> None:
+        """After a grant or revocation: every process forgets the user's cached plans, and plugins hear of it."""
+        self.entitlements.forget(user_id)
+        await self.realtime.publish_control({"type": "kernel.grants", "user_id": user_id})
+        await self.announce_grant_events()
+
+    async def announce_grant_events(self) -> None:
+        """Call ``entitlements_changed`` for each grant that started, ended or was revoked since the last look."""
+        events: list[tuple[Grant, str]] = await anyio.to_thread.run_sync(self.entitlements.claim_due_events)
+        for grant, change in events:
+            self.entitlements.forget(grant.user_id)
+            user = await anyio.to_thread.run_sync(self.identity.user_by_id, grant.user_id)
+            if user is not None:
+                await self.plugins.notify("entitlements_changed", kernel=self, user=user, plan=grant.plan, change=change, grant=grant)
 
     # Web ----------------------------------------------------------------------------
 
@@ -168,6 +281,7 @@ class Kernel:
         }
         loader = jinja2.ChoiceLoader([jinja2.FileSystemLoader(KERNEL_DIR / "templates"), jinja2.PrefixLoader(plugin_loaders)])
         env = jinja2.Environment(loader=loader, autoescape=True, trim_blocks=True, lstrip_blocks=True)
+        env.globals["feature"] = _feature_in_template
         return Jinja2Templates(env=env)
 
     def static_routes(self) -> list[BaseRoute]:
@@ -180,6 +294,13 @@ class Kernel:
 
     def plugin_routes(self) -> list[BaseRoute]:
         return [route for record in self.plugins.records.values() for route in record.routes]
+
+
+@jinja2.pass_context
+def _feature_in_template(context: jinja2.runtime.Context, key: str) -> Any:
+    """``feature('calls.video')`` in a template: the check for the viewer, truthy when allowed,
+    with ``.locked``, ``.plan``, ``.upgrade_url`` and ``.message`` otherwise."""
+    return context["kernel"].entitlements.check(context.get("user"), key)
 
 
 def _id(user: User | int) -> int:
@@ -197,8 +318,19 @@ def create_app(settings: Settings | None = None, *, plugins: Mapping[str, Any] |
     :param plugins: extra plugins by name, as modules or import paths, as if
         they had been installed with an entry point (used by tests and the kit).
     """
-    from kernel import api_auth, api_directory, api_operations, pages
+    from kernel import (
+        api_admin,
+        api_auth,
+        api_directory,
+        api_entitlements,
+        api_notifications,
+        api_operations,
+        pages,
+        pages_account,
+        pages_admin,
+    )
     from kernel.error_pages import exception_handlers
+    from kernel.realtime import websocket_endpoint
 
     settings = settings or load_settings()
     kernel = Kernel(settings, plugins)
@@ -215,8 +347,14 @@ def create_app(settings: Settings | None = None, *, plugins: Mapping[str, Any] |
         *api_operations.routes,
         *api_auth.routes,
         *api_directory.routes,
+        *api_entitlements.routes,
+        *api_notifications.routes,
+        *api_admin.routes,
+        WebSocketRoute("/ws", websocket_endpoint),
         *kernel.plugin_routes(),
         *pages.routes,
+        *pages_account.routes,
+        *pages_admin.routes,
         *kernel.static_routes(),
     ]
     middleware = [

@@ -15,9 +15,12 @@ def nav_items(user: User | None) -> list[NavItem]:
     if user is not None:
         items += [
             NavItem("Contacts", "/contacts", order=91, requires_login=True),
+            NavItem("Premium", "/premium", order=95, requires_login=True),
             NavItem("Profile", f"/@{user.username}", order=98, requires_login=True),
             NavItem("Settings", "/settings", order=99, requires_login=True),
         ]
+        if user.is_admin:
+            items.append(NavItem("Admin", "/admin", order=97, requires_login=True))
     return items
 
 

@@ -3,14 +3,21 @@
 from __future__ import annotations
 
 import argparse
+import getpass
 import json
 import sys
 from collections.abc import Sequence
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 from sqlalchemy.exc import SQLAlchemyError
 
+from kernel.entitlements import GRANT_SOURCES
+from kernel.errors import ApiError
 from kernel.settings import Settings, SettingsError, load_settings
+
+if TYPE_CHECKING:
+    from kernel.app import Kernel
+    from kernel.identity import User
 
 
 def _settings(args: argparse.Namespace) -> Settings:
@@ -35,7 +42,17 @@ def cmd_serve(args: argparse.Namespace) -> int:
     logs.configure(settings.log.level)
     app = create_app(settings)
     print(f"Everything is starting on http://{settings.server.host}:{settings.server.port} (data in {settings.data_dir})", file=sys.stderr)
-    uvicorn.run(app, host=settings.server.host, port=settings.server.port, log_config=None, access_log=False, proxy_headers=True)
+    # Frames far over the realtime limit are cut off by the server itself, before they are buffered whole.
+    ws_max_size = max(16 * settings.realtime.max_message_bytes, 1 << 20)
+    uvicorn.run(
+        app,
+        host=settings.server.host,
+        port=settings.server.port,
+        log_config=None,
+        access_log=False,
+        proxy_headers=True,
+        ws_max_size=ws_max_size,
+    )
     return 0
 
 
@@ -66,10 +83,42 @@ def cmd_db_upgrade(args: argparse.Namespace) -> int:
     return 0
 
 
-def cmd_plugins(args: argparse.Namespace) -> int:
+def _operator_kernel(args: argparse.Namespace, inspect_only: bool = False) -> Kernel:
+    """A kernel for an operator command: not serving, its database migrated when the settings let it."""
     from kernel.app import Kernel
 
-    kernel = Kernel(_settings(args), inspect_only=True)
+    kernel = Kernel(_settings(args), inspect_only=inspect_only)
+    if not inspect_only:
+        auto = kernel.settings.database.auto_migrate
+        if auto or (auto is None and kernel.settings.is_embedded_database):
+            kernel.upgrade_database()
+    return kernel
+
+
+def _actor() -> str:
+    """Who acts from the command line, as the audit log names them."""
+    try:
+        return f"cli ({getpass.getuser()})"
+    except (KeyError, OSError):
+        return "cli"
+
+
+def _user(kernel: Kernel, username: str) -> User:
+    user = kernel.user(username.removeprefix("@"))
+    if user is None:
+        raise ApiError(404, "not_found", f"no user @{username.removeprefix('@')}")
+    return user
+
+
+def cmd_plugins(args: argparse.Namespace) -> int:
+    from kernel import switches
+
+    kernel = _operator_kernel(args, inspect_only=True)
+    try:
+        # Show the operator's run-time switches too, when the database has them.
+        kernel.plugins.apply_switches(set(switches.read_state(kernel.db).plugins_off))
+    except SQLAlchemyError:
+        pass
     records = [record.as_json() for record in kernel.plugins.records.values()]
     if args.json:
         print(json.dumps(records, indent=2))
@@ -81,6 +130,79 @@ def cmd_plugins(args: argparse.Namespace) -> int:
     return 0
 
 
+def cmd_plugins_switch(args: argparse.Namespace) -> int:
+    from kernel import switches
+
+    kernel = _operator_kernel(args)
+    kernel.booted_plugin(args.name)
+    enabled = args.action == "enable"
+    changed = switches.set_plugin(kernel.db, args.name, enabled, _actor())
+    state = "on" if enabled else "off"
+    print(f"plugin {args.name} is {'now' if changed else 'already'} {state}; running servers follow within "
+          f"{kernel.settings.entitlements.refresh_seconds:g} s", file=sys.stderr)
+    return 0
+
+
+def cmd_grant(args: argparse.Namespace) -> int:
+    kernel = _operator_kernel(args)
+    user = _user(kernel, args.user)
+    grant = kernel.entitlements.grant(user, args.plan, source=args.source, days=args.days, reference=args.reference or "", actor=_actor())
+    until = f" until {grant.ends_at:%Y-%m-%d %H:%M} UTC" if grant.ends_at else ""
+    print(f"granted {grant.plan} to @{user.username}{until} (grant #{grant.id})", file=sys.stderr)
+    return 0
+
+
+def cmd_revoke(args: argparse.Namespace) -> int:
+    kernel = _operator_kernel(args)
+    user = _user(kernel, args.user)
+    revoked = kernel.entitlements.revoke(user, args.plan, actor=_actor())
+    if not revoked:
+        print(f"@{user.username} holds no current grant of {args.plan}", file=sys.stderr)
+        return 1
+    print(f"revoked {args.plan} from @{user.username} ({len(revoked)} grant{'s' if len(revoked) > 1 else ''})", file=sys.stderr)
+    return 0
+
+
+def cmd_users_set_admin(args: argparse.Namespace) -> int:
+    from kernel import admin
+
+    kernel = _operator_kernel(args)
+    user = _user(kernel, args.user)
+    admin.set_admin(kernel, user, not args.remove, _actor())
+    print(f"@{user.username} is {'no longer' if args.remove else 'now'} an operator", file=sys.stderr)
+    return 0
+
+
+def cmd_users_show(args: argparse.Namespace) -> int:
+    kernel = _operator_kernel(args)
+    user = _user(kernel, args.user)
+    body = {
+        **kernel.user_json(user),
+        "is_admin": user.is_admin,
+        "plans": kernel.plans_of(user),
+        "grants": [grant.as_json() for grant in kernel.entitlements.grants_of(user.id)],
+    }
+    print(json.dumps(body, indent=2))
+    return 0
+
+
+def cmd_features(args: argparse.Namespace) -> int:
+    from kernel import admin, switches
+
+    kernel = _operator_kernel(args)
+    kernel.entitlements.rollouts = dict(switches.read_state(kernel.db).rollouts)
+    if args.action == "rollout":
+        if args.key not in kernel.entitlements.catalog.features:
+            raise ApiError(404, "not_found", f"no feature '{args.key}'")
+        switches.set_rollout(kernel.db, args.key, args.percent, _actor())
+        print(f"{args.key} is rolled out to {args.percent}% of users", file=sys.stderr)
+        return 0
+    for key in kernel.entitlements.catalog.features:
+        feature = admin.feature_json(kernel, key)
+        print(f"{key:<28} {feature['plan']:<10} {feature['rollout_percent']:>3}%  {feature['title']}")
+    return 0
+
+
 def port_number(text: str) -> int:
     try:
         port = int(text)
@@ -89,6 +211,16 @@ def port_number(text: str) -> int:
     if not 0 <= port <= 65535:
         raise argparse.ArgumentTypeError(f"'{text}' is not a port number (0-65535)")
     return port
+
+
+def percent(text: str) -> int:
+    try:
+        value = int(text)
+    except ValueError:
+        value = -1
+    if not 0 <= value <= 100:
+        raise argparse.ArgumentTypeError(f"'{text}' is not a percentage (0-100)")
+    return value
 
 
 def build_parser() -> argparse.ArgumentParser:
@@ -111,9 +243,43 @@ def build_parser() -> argparse.ArgumentParser:
     upgrade = db.add_parser("upgrade", parents=[common], help="apply every pending migration")
     upgrade.set_defaults(handler=cmd_db_upgrade)
 
-    plugins = commands.add_parser("plugins", parents=[common], help="list discovered plugins with state and reason")
+    plugins = commands.add_parser("plugins", parents=[common], help="list discovered plugins with state and reason; switch them")
     plugins.add_argument("--json", action="store_true", help="print JSON")
     plugins.set_defaults(handler=cmd_plugins)
+    plugin_actions = plugins.add_subparsers(dest="action")
+    for action in ("enable", "disable"):
+        switch = plugin_actions.add_parser(action, parents=[common], help=f"{action} a plugin at run time, for every process")
+        switch.add_argument("name")
+        switch.set_defaults(handler=cmd_plugins_switch)
+
+    grant = commands.add_parser("grant", parents=[common], help="grant a plan to a user")
+    grant.add_argument("user")
+    grant.add_argument("plan")
+    grant.add_argument("--days", type=float, help="how long; forever when left out")
+    grant.add_argument("--source", default="operator", choices=GRANT_SOURCES)
+    grant.add_argument("--reference", help="an order number, a ticket, a note")
+    grant.set_defaults(handler=cmd_grant)
+
+    revoke = commands.add_parser("revoke", parents=[common], help="end a user's current grants of a plan now")
+    revoke.add_argument("user")
+    revoke.add_argument("plan")
+    revoke.set_defaults(handler=cmd_revoke)
+
+    users = commands.add_parser("users", help="accounts").add_subparsers(dest="action", required=True)
+    set_admin = users.add_parser("set-admin", parents=[common], help="make a user an operator (or --remove)")
+    set_admin.add_argument("user")
+    set_admin.add_argument("--remove", action="store_true", help="take the operator rights away instead")
+    set_admin.set_defaults(handler=cmd_users_set_admin)
+    show = users.add_parser("show", parents=[common], help="a user's plans and grants, as JSON")
+    show.add_argument("user")
+    show.set_defaults(handler=cmd_users_show)
+
+    features = commands.add_parser("features", parents=[common], help="list features with plan and rollout")
+    features.set_defaults(handler=cmd_features)
+    feature_actions = features.add_subparsers(dest="action")
+    rollout = feature_actions.add_parser("rollout", parents=[common], help="roll a feature out to a percentage of users")
+    rollout.add_argument("key")
+    rollout.add_argument("percent", type=percent)
     return parser
 
 
@@ -124,6 +290,9 @@ def main(argv: Sequence[str] | None = None) -> int:
     except SettingsError as exc:
         print(f"error: {exc}", file=sys.stderr)
         return 2
+    except ApiError as exc:
+        print(f"error: {exc.message}", file=sys.stderr)
+        return 1
     except SQLAlchemyError as exc:
         # The driver's message is several lines long; its first line says what happened.
         detail = str(getattr(exc, "orig", None) or exc).strip().splitlines()[0]

@@ -42,12 +42,15 @@ class Feature:
     """Something a plan can include, such as ``calls.video``.
 
     :param plan: the plan that includes it unless the operator says otherwise.
+    :param upsell: the sentence a refused user reads; by default made from the
+        title ("Video calls are a premium feature. Subscribe to gain access.").
     """
 
     key: str
     title: str
     description: str
     plan: str = "free"
+    upsell: str | None = None
 
 
 @dataclass(frozen=True)
@@ -59,6 +62,10 @@ class NavItem:
     order: int = 100
     # Shown only to signed-in users when True.
     requires_login: bool = False
+    # A feature key: without it the item shows a lock and leads to the upsell page.
+    feature: str | None = None
+    # Set by the kernel, not by plugins: the viewer lacks ``feature``.
+    locked: bool = False
 
 
 @dataclass(frozen=True)
@@ -75,3 +82,7 @@ class ProfileAction:
     order: int = 100
     style: str = "secondary"
     fields: dict[str, str] = field(default_factory=dict)
+    # A feature key: without it the button shows a lock and leads to the upsell page.
+    feature: str | None = None
+    # Set by the kernel, not by plugins: the viewer lacks ``feature``.
+    locked: bool = False

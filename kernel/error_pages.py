@@ -21,6 +21,8 @@ def _respond(request: Request, error: ApiError) -> Response:
 
     if wants_html(request) and request.scope.get("type") == "http":
         try:
+            if error.code == "premium_required":
+                return _upsell(request, error)
             page = render(
                 request,
                 "error.html",
@@ -32,6 +34,14 @@ def _respond(request: Request, error: ApiError) -> Response:
         except Exception:
             logger.exception("the error page itself failed to render")
     return error_response(error)
+
+
+def _upsell(request: Request, error: ApiError) -> Response:
+    from kernel.app import get_kernel
+    from kernel.pages_account import upsell_page
+
+    decision = get_kernel(request).entitlements.check(request.scope.get("user"), error.extra["feature"])
+    return upsell_page(request, decision, status_code=402)
 
 
 async def api_error(request: Request, exc: Exception) -> Response:

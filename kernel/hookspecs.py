@@ -22,7 +22,7 @@ is how a misspelled hook name is caught.
 
 from __future__ import annotations
 
-from typing import TYPE_CHECKING, Awaitable, Iterable
+from typing import TYPE_CHECKING, Any, Awaitable, Callable, Iterable, Mapping
 
 import pluggy
 
@@ -32,6 +32,7 @@ if TYPE_CHECKING:
 
     from kernel.app import Kernel
     from kernel.contract import Feature, Manifest, NavItem, ProfileAction
+    from kernel.entitlements import Grant
     from kernel.identity import User
 
 PROJECT_NAME = "everything"
@@ -82,6 +83,30 @@ def register_routes(kernel: Kernel) -> Iterable[BaseRoute]:
 
     :param kernel: the running :class:`kernel.Kernel`.
     :returns: ``starlette.routing.Route``, ``WebSocketRoute`` or ``Mount`` objects.
+    """
+
+
+@hookspec
+def register_realtime(kernel: Kernel) -> Mapping[str, Callable[..., Any]]:
+    """Supply handlers for the plugin's realtime message types.
+
+    Called once per enabled plugin at boot, after :func:`register_routes`.
+    Each key is a message type ``<name>.<action>`` (``calls.invite``); a type
+    outside the plugin's namespace disables the plugin with that reason.
+
+    A handler is called as ``handler(connection, message)`` for every such
+    message on ``/ws``, one message at a time per connection, and may be a
+    coroutine function. ``connection.user`` is the sender and
+    ``connection.send(dict)`` answers that tab alone; ``kernel.realtime.send_to_user``
+    reaches every tab of anyone. A returned dict is sent back as
+    ``{"type": "reply", "ref": <the message's id>, ...}``; a raised
+    :class:`kernel.ApiError` becomes ``{"type": "error", "ref": ..., "code": ...,
+    "message": ...}``; any other exception is logged and answered
+    ``internal_error``. Messages for a plugin that is switched off are
+    refused with ``plugin_disabled`` before any handler runs.
+
+    :param kernel: the running :class:`kernel.Kernel`.
+    :returns: a mapping of message type to handler.
     """
 
 
@@ -138,6 +163,58 @@ def shutdown(kernel: Kernel) -> Awaitable[None] | None:
     not stop the other plugins' shut-down.
 
     :param kernel: the running :class:`kernel.Kernel`.
+    """
+
+
+@hookspec
+def subscribe_url(request: Request, user: User | None, plan: str) -> str | None:
+    """Say where the upsell page's Subscribe button leads for ``plan``.
+
+    Called when the plans page or an upsell page is rendered, for running
+    plugins in plugin order; **the first non-None result wins**. A billing
+    plugin answers with its checkout page; when no plugin answers, the page
+    says that subscriptions are not open and an operator can grant plans.
+
+    :param request: the page request.
+    :param user: the signed-in user, or None.
+    :param plan: the plan's name, such as ``premium``.
+    :returns: a URL, or None to let another plugin answer.
+    """
+
+
+@hookspec
+def entitlements_changed(kernel: Kernel, user: User, plan: str, change: str, grant: Grant) -> Awaitable[None] | None:
+    """React to a user gaining or losing a plan.
+
+    Called for every running plugin once per event, in one process of the
+    deployment (whichever notices first), when a grant starts (``change`` is
+    ``"started"``), reaches its end (``"ended"``) or is revoked
+    (``"revoked"``). A grant that starts at once is told within moments; a
+    scheduled start or an expiry within ``entitlements.refresh_seconds``.
+    The check itself never waits for this hook: an expired grant stops
+    counting at its end. May be a coroutine function; exceptions are logged.
+
+    :param kernel: the running :class:`kernel.Kernel`.
+    :param user: whose plans changed.
+    :param plan: the plan granted or lost.
+    :param change: ``"started"``, ``"ended"`` or ``"revoked"``.
+    :param grant: the :class:`kernel.Grant` (source, window, reference).
+    """
+
+
+@hookspec
+def plugin_switched(kernel: Kernel, plugin: str, enabled: bool) -> Awaitable[None] | None:
+    """React to a plugin being switched on or off at run time by an operator.
+
+    Called in every process of the deployment when it applies the switch,
+    for every plugin running after the change: a plugin switched on has had
+    its :func:`startup` and hears of itself too; a plugin switched off gets
+    its :func:`shutdown` instead. A plugin that requires another is switched
+    with it. May be a coroutine function; exceptions are logged.
+
+    :param kernel: the running :class:`kernel.Kernel`.
+    :param plugin: the plugin's name.
+    :param enabled: True when it came on, False when it went off.
     """
 
 

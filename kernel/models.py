@@ -94,9 +94,86 @@ class BlockRow(SQLModel, table=True):
     created_at: datetime = Field(default_factory=utcnow, sa_type=DateTime)
 
 
+class GrantRow(SQLModel, table=True):
+    """A plan held by a user for a while. Rows are never deleted: revoking sets ``revoked_at``."""
+
+    __tablename__ = "kernel_grants"
+    __table_args__ = (Index("ix_kernel_grants_pending", "start_notified", "end_notified"),)
+
+    id: int | None = Field(default=None, primary_key=True)
+    user_id: int = Field(foreign_key="kernel_users.id", index=True, ondelete="CASCADE")
+    plan: str = Field(max_length=32)
+    source: str = Field(max_length=20)  # subscription, operator, trial
+    starts_at: datetime = Field(sa_type=DateTime)
+    ends_at: datetime | None = Field(default=None, sa_type=DateTime)
+    reference: str = Field(default="", max_length=200)
+    created_at: datetime = Field(default_factory=utcnow, sa_type=DateTime)
+    revoked_at: datetime | None = Field(default=None, sa_type=DateTime)
+    # Which process told the plugins that the grant started or ended: the
+    # first to set the flag does, so each event is told once.
+    start_notified: bool = False
+    end_notified: bool = False
+
+
+class PluginSwitchRow(SQLModel, table=True):
+    """An operator's run-time switch for one plugin; no row means on."""
+
+    __tablename__ = "kernel_plugin_switches"
+
+    plugin: str = Field(primary_key=True, max_length=32)
+    enabled: bool
+    updated_at: datetime = Field(default_factory=utcnow, sa_type=DateTime)
+
+
+class FeatureRolloutRow(SQLModel, table=True):
+    """The share of users a feature is rolled out to; no row means everyone."""
+
+    __tablename__ = "kernel_feature_rollouts"
+
+    feature: str = Field(primary_key=True, max_length=100)
+    percent: int
+    updated_at: datetime = Field(default_factory=utcnow, sa_type=DateTime)
+
+
+class AuditRow(SQLModel, table=True):
+    """Who changed a switch, a grant or an operator right, and when."""
+
+    __tablename__ = "kernel_audit_log"
+
+    id: int | None = Field(default=None, primary_key=True)
+    at: datetime = Field(default_factory=utcnow, sa_type=DateTime, index=True)
+    actor_id: int | None = Field(default=None, foreign_key="kernel_users.id", ondelete="SET NULL")
+    # Who acted, as shown: "@alice", "cli", "payments".
+    actor: str = Field(max_length=64)
+    action: str = Field(max_length=40)
+    target: str = Field(max_length=200)
+    detail: str = Field(default="", max_length=1000)
+
+
+class NotificationRow(SQLModel, table=True):
+    __tablename__ = "kernel_notifications"
+    __table_args__ = (Index("ix_kernel_notifications_user_id", "user_id", "id"),)
+
+    id: int | None = Field(default=None, primary_key=True)
+    user_id: int = Field(foreign_key="kernel_users.id", ondelete="CASCADE")
+    # "<plugin>.<name>", such as "kernel.follow" or "calls.missed".
+    kind: str = Field(max_length=64)
+    text: str = Field(max_length=500)
+    url: str = Field(default="", max_length=500)
+    actor_id: int | None = Field(default=None, foreign_key="kernel_users.id", ondelete="SET NULL")
+    data: str = Field(default="{}", max_length=4000)
+    created_at: datetime = Field(default_factory=utcnow, sa_type=DateTime)
+    read_at: datetime | None = Field(default=None, sa_type=DateTime)
+
+
 users = UserRow.__table__
 sessions = SessionRow.__table__
 api_tokens = ApiTokenRow.__table__
 follows = FollowRow.__table__
 contacts = ContactRow.__table__
 blocks = BlockRow.__table__
+grants = GrantRow.__table__
+plugin_switches = PluginSwitchRow.__table__
+feature_rollouts = FeatureRolloutRow.__table__
+audit_log = AuditRow.__table__
+notifications = NotificationRow.__table__

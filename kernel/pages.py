@@ -14,12 +14,12 @@ from starlette.responses import Response
 from starlette.routing import Route
 
 from kernel.api_auth import ProfileIn, TokenIn, close_session, log_in, open_session, set_new_password, sign_up, update_profile
-from kernel.api_directory import find_user
+from kernel.api_directory import find_user, follow_user
 from kernel.app import get_kernel
 from kernel.contract import ProfileAction
 from kernel.errors import ApiError, not_found
 from kernel.http import current_session_id, current_user, validate
-from kernel.web import read_form, redirect, render, safe_next
+from kernel.web import lock_if_needed, read_form, redirect, render, safe_next
 
 
 def _login_required(request: Request) -> Response | None:
@@ -83,6 +83,7 @@ async def _render_settings(request: Request, extra: dict[str, Any], status_code:
     sessions = await anyio.to_thread.run_sync(kernel.identity.list_sessions, user.id, current_session_id(request))
     tokens = await anyio.to_thread.run_sync(kernel.identity.list_tokens, user.id)
     blocked = await anyio.to_thread.run_sync(kernel.address_book.list_blocks, user, None, 50)
+    await kernel.prepare_users(blocked.results)
     context = {"sessions": sessions, "tokens": tokens, "blocked": blocked.results, **extra}
     return render(request, "settings.html", context, status_code=status_code)
 
@@ -134,6 +135,7 @@ async def directory_page(request: Request) -> Response:
     q = "".join(char for char in request.query_params.get("q", "")[:50] if char.isprintable())
     viewer = current_user(request)
     page = await anyio.to_thread.run_sync(kernel.address_book.search, q, 20, None, viewer.id if viewer else None)
+    await kernel.prepare_users(page.results)
     return render(request, "directory.html", {"q": q, "results": page.results})
 
 
@@ -143,6 +145,7 @@ async def contacts_page(request: Request) -> Response:
     kernel = get_kernel(request)
     user = current_user(request)
     page = await anyio.to_thread.run_sync(kernel.address_book.list_contacts, user, request.query_params.get("cursor"), 50)
+    await kernel.prepare_users([item["user"] for item in page.results])
     return render(request, "contacts.html", {"contacts": page.results, "next_cursor": page.next_cursor})
 
 
@@ -155,7 +158,7 @@ async def profile_page(request: Request) -> Response:
         if viewer is not None:
             request.state.relation = await anyio.to_thread.run_sync(kernel.address_book.relation, viewer.id, profile.id)
         actions = [
-            action
+            lock_if_needed(kernel, viewer, action)
             for action in kernel.plugins.collect("profile_actions", request=request, viewer=viewer, profile=profile)
             if isinstance(action, ProfileAction)
         ]
@@ -175,6 +178,7 @@ async def profile_list(request: Request) -> Response:
         raise not_found()
     lister = kernel.address_book.followers if which == "followers" else kernel.address_book.following
     page = await anyio.to_thread.run_sync(lister, profile, request.query_params.get("cursor"), 50)
+    await kernel.prepare_users(page.results)
     return render(request, "user_list.html", {"profile": profile, "which": which, "results": page.results, "next_cursor": page.next_cursor})
 
 
@@ -200,7 +204,9 @@ async def profile_action(request: Request) -> Response:
     if action not in PROFILE_ACTIONS:
         raise not_found()
     method = getattr(kernel.address_book, PROFILE_ACTIONS[action])
-    if action == "contact":
+    if action == "follow":
+        await follow_user(kernel, viewer, profile)
+    elif action == "contact":
         await anyio.to_thread.run_sync(method, viewer, profile, form.get("nickname", "").strip()[:50])
     else:
         await anyio.to_thread.run_sync(method, viewer, profile)

@@ -6,7 +6,9 @@ plugin is listed with a state:
 
 - ``enabled``: running;
 - ``disabled``: discovered, but the deployment's ``plugins.enabled`` leaves it out;
-- ``failed``: enabled, but refused or broken, with a reason that names it.
+- ``failed``: enabled, but refused or broken, with a reason that names it;
+- ``off``: enabled and sound, but switched off at run time by an operator
+  (or because a plugin it requires is off); switching it on needs no restart.
 
 A plugin fails alone. Its neighbours, and the kernel, come up regardless.
 """
@@ -38,7 +40,7 @@ logger = logging.getLogger("everything.plugins")
 BUNDLED_PLUGINS: tuple[str, ...] = ("calls", "feed", "payments", "spaces", "trading")
 ENTRY_POINT_GROUP = "everything.plugins"
 
-ENABLED, DISABLED, FAILED = "enabled", "disabled", "failed"
+ENABLED, DISABLED, FAILED, OFF = "enabled", "disabled", "failed", "off"
 
 # The kernel's own hook implementations are registered under this name.
 KERNEL = "kernel"
@@ -67,11 +69,21 @@ class PluginRecord:
     settings: BaseModel | None = None
     features: list[Feature] = field(default_factory=list)
     routes: list[BaseRoute] = field(default_factory=list)
+    realtime: dict[str, Any] = field(default_factory=dict)
     started: bool = False
 
     @property
     def running(self) -> bool:
         return self.state == ENABLED
+
+    @property
+    def booted(self) -> bool:
+        """Passed every boot check: running, or switched off and ready to come back on."""
+        return self.state in (ENABLED, OFF)
+
+    @property
+    def title(self) -> str:
+        return self.manifest.title if self.manifest else self.name
 
     def as_json(self) -> dict[str, Any]:
         manifest = self.manifest
@@ -173,6 +185,8 @@ class Plugins:
             self._guard(record, self._collect_features, record, kernel, declared)
         for record in self.running():
             self._guard(record, self._collect_routes, record, kernel)
+        for record in self.running():
+            self._guard(record, self._collect_realtime, record, kernel)
         self._check_requires()
         for record in self.records.values():
             if record.state != ENABLED and record.module is not None and self.pm.is_registered(record.module):
@@ -269,6 +283,13 @@ class Plugins:
             route.app = PluginGate(route.app, record)  # type: ignore[attr-defined]
         record.routes = routes
 
+    def _collect_realtime(self, record: PluginRecord, kernel: Any) -> None:
+        handlers = self.call_one(record, "register_realtime", kernel=kernel) or {}
+        if not isinstance(handlers, Mapping):
+            raise PluginFailure("register_realtime must return a mapping of message type to handler")
+        kernel.realtime.register(record, dict(handlers))
+        record.realtime = dict(handlers)
+
     def _check_requires(self) -> None:
         changed = True
         while changed:
@@ -303,6 +324,32 @@ class Plugins:
         self.records = ordered
         self._check_requires()
 
+    # Run-time switches ----------------------------------------------------------
+
+    def apply_switches(self, switched_off: set[str]) -> list[PluginRecord]:
+        """Set every booted plugin on or off as the operator's switches say; returns the plugins that changed.
+
+        A plugin is off when switched off, or when a plugin it requires is off.
+        """
+        changed = []
+        for record in self.records.values():  # requires order: what a plugin needs comes first
+            if not record.booted:
+                continue
+            assert record.manifest is not None
+            state, reason = ENABLED, None
+            if record.name in switched_off:
+                state, reason = OFF, "switched off by an operator"
+            else:
+                for needed in record.manifest.requires:
+                    if not self.records[needed].running:
+                        state, reason = OFF, f"requires plugin '{needed}', which is off"
+                        break
+            if state != record.state:
+                record.state = state
+                changed.append(record)
+            record.reason = reason
+        return changed
+
     # Start-up and shut-down ----------------------------------------------------
 
     async def start(self, kernel: Any) -> None:
@@ -311,26 +358,35 @@ class Plugins:
         A plugin that fails takes down what requires it before their turn comes.
         """
         for record in list(self.records.values()):
-            if not record.running:
-                continue
-            try:
-                await self._await(self.call_one(record, "startup", kernel=kernel))
-                record.started = True
-            except Exception as exc:
-                logger.error("plugin %s failed to start:\n%s", record.name, traceback.format_exc())
-                self._fail(record, f"start-up raised {describe_exception(exc)}")
-                self._check_requires()
+            if record.running:
+                await self.start_one(record, kernel)
+
+    async def start_one(self, record: PluginRecord, kernel: Any) -> bool:
+        """Run one plugin's start-up hook; a failure fails it (and what requires it). True when it started."""
+        try:
+            await self._await(self.call_one(record, "startup", kernel=kernel))
+            record.started = True
+            return True
+        except Exception as exc:
+            logger.error("plugin %s failed to start:\n%s", record.name, traceback.format_exc())
+            self._fail(record, f"start-up raised {describe_exception(exc)}")
+            self._check_requires()
+            return False
 
     async def stop(self, kernel: Any) -> None:
         """Run the shut-down hook of every started plugin, in reverse order."""
         for record in reversed(list(self.records.values())):
-            if not record.started:
-                continue
-            try:
-                await self._await(self.call_one(record, "shutdown", kernel=kernel))
-            except Exception:
-                logger.exception("plugin %s failed to shut down", record.name)
-            record.started = False
+            await self.stop_one(record, kernel)
+
+    async def stop_one(self, record: PluginRecord, kernel: Any) -> None:
+        """Run one started plugin's shut-down hook; errors are logged."""
+        if not record.started:
+            return
+        try:
+            await self._await(self.call_one(record, "shutdown", kernel=kernel))
+        except Exception:
+            logger.exception("plugin %s failed to shut down", record.name)
+        record.started = False
 
     # Calling hooks -----------------------------------------------------------------
 

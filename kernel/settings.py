@@ -15,10 +15,11 @@ from __future__ import annotations
 
 import json
 import os
+import re
 import secrets
 import tomllib
 from pathlib import Path
-from typing import Any, Mapping
+from typing import Any, Literal, Mapping
 
 from pydantic import BaseModel, ConfigDict, Field, SecretStr, ValidationError, field_validator
 from sqlalchemy.engine import make_url
@@ -28,6 +29,9 @@ ENV_PREFIX = "EVERYTHING_"
 # Variables with the prefix that are not settings keys.
 ENV_NOT_SETTINGS = {"EVERYTHING_CONFIG"}
 ENV_NOT_SETTINGS_PREFIXES = ("EVERYTHING_TEST_",)
+
+
+PLAN_NAME = re.compile(r"[a-z][a-z0-9_]{1,31}")
 
 
 class SettingsError(Exception):
@@ -91,6 +95,58 @@ class LogSettings(_Section):
         return value
 
 
+class PlanSettings(_Section):
+    """``[plans.<name>]``: one plan, its price and what it unlocks.
+
+    ``features`` moves features into this plan, whatever plan their plugin
+    proposed; ``includes`` names plans whose features this one unlocks too.
+    """
+
+    title: str | None = None
+    description: str = ""
+    # In minor units (cents) per interval; 0 is free of charge.
+    price: int = Field(0, ge=0)
+    currency: str = Field("USD", pattern=r"^[A-Z]{3}$")
+    interval: Literal["month", "year"] = "month"
+    includes: list[str] = Field(default_factory=list)
+    features: list[str] = Field(default_factory=list)
+
+
+class EntitlementsSettings(_Section):
+    # Where a refused check sends people; plans and prices are listed there.
+    upgrade_url: str = "/premium"
+    # How often each process re-reads the operator's switches, and how long it
+    # trusts cached plans: changes made by another process show within this.
+    refresh_seconds: float = Field(2.0, gt=0, le=60)
+
+
+class RealtimeSettings(_Section):
+    heartbeat_seconds: float = Field(25.0, gt=0)
+    max_message_bytes: int = Field(64 * 1024, ge=256)
+    # Per connection: a token bucket of this rate and burst.
+    messages_per_second: float = Field(20.0, gt=0)
+    burst: int = Field(60, ge=1)
+    # Messages waiting for a slow client before it is disconnected.
+    send_queue: int = Field(256, ge=1)
+    # Bad messages tolerated per minute before the socket is closed.
+    max_bad_messages: int = Field(30, ge=1)
+
+
+class BusSettings(_Section):
+    # None: the in-process bus, for one server process. redis://… for many.
+    url: str | None = None
+    # Channels are prefixed so that deployments can share one Redis; the
+    # default is derived from the database URL, shared by one deployment's processes.
+    channel_prefix: str | None = None
+
+    @field_validator("url")
+    @classmethod
+    def _redis_url(cls, value: str | None) -> str | None:
+        if value is not None and not value.startswith(("redis://", "rediss://", "unix://")):
+            raise ValueError("must be a redis://, rediss:// or unix:// URL")
+        return value
+
+
 class PluginsSettings(BaseModel):
     """``[plugins]``: which plugins run, and one sub-table of settings per plugin.
 
@@ -118,6 +174,18 @@ class Settings(_Section):
     auth: AuthSettings = Field(default_factory=AuthSettings)
     log: LogSettings = Field(default_factory=LogSettings)
     plugins: PluginsSettings = Field(default_factory=PluginsSettings)
+    plans: dict[str, PlanSettings] = Field(default_factory=dict)
+    entitlements: EntitlementsSettings = Field(default_factory=EntitlementsSettings)
+    realtime: RealtimeSettings = Field(default_factory=RealtimeSettings)
+    bus: BusSettings = Field(default_factory=BusSettings)
+
+    @field_validator("plans")
+    @classmethod
+    def _plan_names(cls, value: dict[str, PlanSettings]) -> dict[str, PlanSettings]:
+        for name in value:
+            if not PLAN_NAME.fullmatch(name):
+                raise ValueError(f"plan name '{name}' must be 2-32 lowercase letters, digits or underscores")
+        return value
 
     @property
     def database_url(self) -> str:
@@ -139,8 +207,9 @@ class Settings(_Section):
         data = self.model_dump(mode="json")
         if data.get("secret_key"):
             data["secret_key"] = "***"
-        if data["database"].get("url"):
-            data["database"]["url"] = _redact_url(data["database"]["url"])
+        for section in ("database", "bus"):
+            if data[section].get("url"):
+                data[section]["url"] = _redact_url(data[section]["url"])
         return data
 
 

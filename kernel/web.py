@@ -2,33 +2,53 @@
 
 from __future__ import annotations
 
-from typing import Any
+from dataclasses import replace
+from typing import TYPE_CHECKING, Any, TypeVar
 
 from starlette.requests import Request
 from starlette.responses import RedirectResponse, Response
 
 from kernel import csrf
 from kernel.app import get_kernel
-from kernel.contract import NavItem
+from kernel.contract import NavItem, ProfileAction
 from kernel.http import current_user
+from kernel.identity import User
+
+if TYPE_CHECKING:
+    from kernel.app import Kernel
 
 
 def navigation(request: Request) -> list[NavItem]:
-    """The navigation for this request, from the kernel and every running plugin."""
+    """The navigation for this request, from the kernel and every running plugin; locked items lead to the upsell page."""
     user = current_user(request)
-    items = get_kernel(request).plugins.collect("nav_items", request=request, user=user)
-    return sorted(
-        (item for item in items if isinstance(item, NavItem) and (user is not None or not item.requires_login)),
-        key=lambda item: (item.order, item.label),
-    )
+    kernel = get_kernel(request)
+    items = kernel.plugins.collect("nav_items", request=request, user=user)
+    shown = (item for item in items if isinstance(item, NavItem) and (user is not None or not item.requires_login))
+    return sorted((lock_if_needed(kernel, user, item) for item in shown), key=lambda item: (item.order, item.label))
+
+
+T = TypeVar("T", NavItem, ProfileAction)
+
+
+def lock_if_needed(kernel: Kernel, user: User | None, item: T) -> T:
+    """The item as this viewer sees it: when it needs a feature they lack, locked and leading to the upsell page."""
+    if item.feature is None:
+        return item
+    decision = kernel.entitlements.check(user, item.feature)
+    if decision.allowed:
+        return replace(item, locked=False)
+    as_link = {"method": "get"} if isinstance(item, ProfileAction) else {}
+    return replace(item, locked=True, href=kernel.entitlements.upgrade_url(item.feature), **as_link)
 
 
 def render(request: Request, template: str, context: dict[str, Any] | None = None, status_code: int = 200) -> Response:
     """Render ``template`` in the layout; every page goes through here."""
     kernel = get_kernel(request)
     token = csrf.token_for(request, kernel.secret_key)
+    user = current_user(request)
     full = {
-        "user": current_user(request),
+        "user": user,
+        "unread": kernel.notifications.unread_count(user) if user is not None else 0,
         "nav": navigation(request),
         "csrf_token": token,
         "kernel": kernel,

@@ -9,9 +9,13 @@ from __future__ import annotations
 
 import os
 import secrets
+import socket
+import subprocess
+import sys
 import threading
 import time
 from collections.abc import Iterator
+from contextlib import contextmanager
 from pathlib import Path
 from typing import Any
 
@@ -23,10 +27,12 @@ from starlette.applications import Starlette
 from starlette.testclient import TestClient
 
 from kernel import create_app
+from kernel.plugins import BUNDLED_PLUGINS
 from kernel.settings import Settings, normalise_database_url
 
 PASSWORD = "correct horse battery"
 POSTGRES_URL = os.environ.get("EVERYTHING_TEST_DATABASE_URL")
+REDIS_URL = os.environ.get("EVERYTHING_TEST_REDIS_URL")
 BACKENDS = ["sqlite"] + (["postgresql"] if POSTGRES_URL else [])
 
 
@@ -61,12 +67,55 @@ def settings(tmp_path: Path, database_url: str | None) -> Settings:
     return make_settings(tmp_path / "data", database_url)
 
 
+@contextmanager
+def running(app: Starlette) -> Iterator[TestClient]:
+    """Start ``app`` (lifespan) and make every client of :func:`sign_up` share its event loop.
+
+    Realtime connections of different users must live on the loop the
+    server's tasks run on, as they do under uvicorn; a TestClient otherwise
+    runs each client's requests on a loop of its own.
+    """
+    with TestClient(app) as client:
+        app.state.test_portal = client.portal
+        try:
+            yield client
+        finally:
+            app.state.test_portal = None
+
+
 @pytest.fixture
 def app(settings: Settings) -> Iterator[Starlette]:
     """A started application with the bundled plugins."""
     application = create_app(settings)
-    with TestClient(application):
+    with running(application):
         yield application
+
+
+RECORDER = {"recorder": "tests.plugin_fixtures.recorder"}
+
+
+def recorder_settings(data_dir: Path, database_url: str | None = None, **overrides: Any) -> Settings:
+    """Settings with the bundled plugins and the recorder test plugin enabled."""
+    plugins = {"enabled": [*BUNDLED_PLUGINS, "recorder"], **overrides.pop("plugins", {})}
+    return make_settings(data_dir, database_url, plugins=plugins, **overrides)
+
+
+@pytest.fixture
+def recorder_app(tmp_path: Path, database_url: str | None) -> Iterator[Starlette]:
+    """A started application with the bundled plugins and the recorder, which implements every hook."""
+    application = create_app(recorder_settings(tmp_path / "data", database_url), plugins=RECORDER)
+    with running(application):
+        yield application
+
+
+def make_operator(app: Starlette, username: str) -> UserClient:
+    """Sign a user up and give them operator rights, as `everything users set-admin` does."""
+    from kernel import admin
+
+    client = sign_up(app, username)
+    kernel = app.state.kernel
+    admin.set_admin(kernel, kernel.user(username), True, "test")
+    return client
 
 
 @pytest.fixture
@@ -84,6 +133,7 @@ class UserClient(TestClient):
 def sign_up(app: Starlette, username: str, password: str = PASSWORD, display_name: str | None = None) -> UserClient:
     """Sign a new user up through the API and return a client holding their session."""
     client = UserClient(app, raise_server_exceptions=False)
+    client.portal = getattr(app.state, "test_portal", None)
     body: dict[str, Any] = {"username": username, "password": password}
     if display_name is not None:
         body["display_name"] = display_name
@@ -144,3 +194,43 @@ def live_server(settings: Settings) -> Iterator[LiveServer]:
     """The application with the bundled plugins, on a real socket."""
     with LiveServer(create_app(settings)) as server:
         yield server
+
+
+def free_port() -> int:
+    with socket.socket() as probe:
+        probe.bind(("127.0.0.1", 0))
+        return probe.getsockname()[1]
+
+
+@contextmanager
+def serve(workdir: Path, env: dict[str, str] | None = None) -> Iterator[str]:
+    """Run `everything serve` in ``workdir`` with its defaults (and ``env``); yields its base URL once ready."""
+    port = free_port()
+    clean = {key: value for key, value in os.environ.items() if not key.startswith("EVERYTHING_") and key != "DATABASE_URL"}
+    env = {**clean, **(env or {})}
+    process = subprocess.Popen(
+        [sys.executable, "-m", "kernel.cli", "serve", "--port", str(port)],
+        cwd=workdir,
+        env=env,
+        stdout=subprocess.PIPE,
+        stderr=subprocess.STDOUT,
+        text=True,
+    )
+    url = f"http://127.0.0.1:{port}"
+    try:
+        deadline = time.monotonic() + 60
+        while True:
+            if process.poll() is not None:
+                raise AssertionError(f"serve exited early:\n{process.stdout.read() if process.stdout else ''}")
+            try:
+                if httpx.get(f"{url}/readyz", timeout=1).status_code == 200:
+                    break
+            except httpx.TransportError:
+                pass
+            if time.monotonic() > deadline:
+                raise AssertionError("serve did not become ready within 60 s")
+            time.sleep(0.1)
+        yield url
+    finally:
+        process.terminate()
+        process.wait(timeout=30)

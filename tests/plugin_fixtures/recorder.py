@@ -10,15 +10,20 @@ from starlette.responses import Response
 from starlette.routing import Route
 
 from kernel import (
+    ApiError,
+    Connection,
     Feature,
+    Grant,
     JSONResponse,
     Kernel,
     Manifest,
     NavItem,
     ProfileAction,
     User,
+    feature_required,
     get_kernel,
     hookimpl,
+    realtime_feature_required,
     render,
 )
 
@@ -48,12 +53,69 @@ def manifest() -> Manifest:
 @hookimpl
 def register_features(kernel: Kernel) -> list[Feature]:
     calls(kernel).append("register_features")
-    return [Feature("recorder.echo", "Echo", "Says things back.", plan="free")]
+    return [
+        Feature("recorder.echo", "Echo", "Says things back.", plan="free"),
+        Feature("recorder.shout", "Shouting", "Says things back, loudly, to every tab.", plan="premium"),
+    ]
+
+
+async def echo(connection: Connection, message: dict) -> dict:
+    return {"said": message.get("text")}
+
+
+@realtime_feature_required("recorder.shout")
+async def shout(connection: Connection, message: dict) -> None:
+    await connection.kernel.realtime.send_to_user(connection.user, {"type": "recorder.shouted", "text": str(message.get("text")).upper()})
+
+
+async def poke(connection: Connection, message: dict) -> dict:
+    """Send a message to another user, by username."""
+    kernel = connection.kernel
+    other = kernel.user(str(message.get("to", "")))
+    if other is None:
+        raise ApiError(404, "unknown_user", "No such user.")
+    await kernel.realtime.send_to_user(other, {"type": "recorder.poked", "by": connection.user.username})
+    return {"delivered": True}
+
+
+async def notify(connection: Connection, message: dict) -> dict:
+    """Notify the sender through the kernel's service, as a plugin would."""
+    item = await connection.kernel.notifications.notify(connection.user, "recorder.note", str(message.get("text")), url="/recorder/")
+    return {"notification": item["id"]}
+
+
+async def flood(connection: Connection, message: dict) -> dict:
+    """Send ``count`` messages of ``size`` characters to user ``to``: a way to fill a slow client's queue."""
+    kernel = connection.kernel
+    other = kernel.user(str(message.get("to", "")))
+    if other is None:
+        raise ApiError(404, "unknown_user", "No such user.")
+    padding = "x" * int(message.get("size", 1000))
+    for number in range(int(message.get("count", 1))):
+        await kernel.realtime.send_to_user(other, {"type": "recorder.flooded", "n": number, "padding": padding})
+    return {"sent": int(message.get("count", 1))}
+
+
+def crash(connection: Connection, message: dict) -> None:
+    raise RuntimeError("the recorder's handler broke on purpose")
+
+
+@hookimpl
+def register_realtime(kernel: Kernel) -> dict:
+    calls(kernel).append("register_realtime")
+    return {"recorder.echo": echo, "recorder.shout": shout, "recorder.poke": poke, "recorder.crash": crash, "recorder.notify": notify, "recorder.flood": flood}
 
 
 async def ping(request: Request) -> Response:
     kernel = get_kernel(request)
     return JSONResponse({"pong": True, "greeting": kernel.plugin_settings("recorder").greeting})
+
+
+@feature_required("recorder.shout")
+async def premium_only(request: Request) -> Response:
+    if "text/html" in request.headers.get("accept", ""):
+        return render(request, "recorder/page.html", {"message": "Shouting room"})
+    return JSONResponse({"shouting": True})
 
 
 async def explode(request: Request) -> Response:
@@ -72,19 +134,24 @@ def register_routes(kernel: Kernel) -> list[Route]:
         Route("/api/recorder/explode", explode),
         Route("/recorder/", page),
         Route("/recorder/explode", explode),
+        Route("/api/recorder/premium", premium_only),
+        Route("/recorder/premium", premium_only),
     ]
 
 
 @hookimpl
 def nav_items(request: Request, user: User | None) -> list[NavItem]:
     calls(get_kernel(request)).append("nav_items")
-    return [NavItem("Recorder", "/recorder/", order=50)]
+    return [NavItem("Recorder", "/recorder/", order=50), NavItem("Shout", "/recorder/premium", order=51, feature="recorder.shout")]
 
 
 @hookimpl
 def profile_actions(request: Request, viewer: User | None, profile: User) -> list[ProfileAction]:
     calls(get_kernel(request)).append("profile_actions")
-    return [ProfileAction(f"Wave at {profile.username}", f"/recorder/?wave={profile.username}", order=30)]
+    return [
+        ProfileAction(f"Wave at {profile.username}", f"/recorder/?wave={profile.username}", order=30),
+        ProfileAction(f"Shout at {profile.username}", "/recorder/premium", order=31, feature="recorder.shout"),
+    ]
 
 
 @hookimpl
@@ -95,6 +162,22 @@ async def startup(kernel: Kernel) -> None:
 @hookimpl
 async def shutdown(kernel: Kernel) -> None:
     calls(kernel).append("shutdown")
+
+
+@hookimpl
+def subscribe_url(request: Request, user: User | None, plan: str) -> str:
+    calls(get_kernel(request)).append("subscribe_url")
+    return f"/recorder/?subscribe={plan}"
+
+
+@hookimpl
+def entitlements_changed(kernel: Kernel, user: User, plan: str, change: str, grant: Grant) -> None:
+    calls(kernel).append(f"entitlements_changed:{user.username}:{plan}:{change}")
+
+
+@hookimpl
+async def plugin_switched(kernel: Kernel, plugin: str, enabled: bool) -> None:
+    calls(kernel).append(f"plugin_switched:{plugin}:{'on' if enabled else 'off'}")
 
 
 @hookimpl

@@ -1,0 +1,131 @@
+"""JSON API for operators: plugin switches, feature rollouts, users' plans and grants, the audit log.
+
+Everything the admin pages do, for scripts and other front ends. Every
+route answers 403 ``admin_required`` to anyone but an operator.
+"""
+
+from __future__ import annotations
+
+import anyio.to_thread
+from pydantic import BaseModel, ConfigDict, Field
+from starlette.requests import Request
+from starlette.responses import Response
+from starlette.routing import Route
+
+from kernel import admin, audit
+from kernel.api_directory import find_user
+from kernel.app import get_kernel
+from kernel.entitlements import GRANT_SOURCES
+from kernel.errors import not_found
+from kernel.http import JSONResponse, query_limit, read_json
+
+
+class RolloutIn(BaseModel):
+    model_config = ConfigDict(extra="forbid")
+    percent: int = Field(ge=0, le=100)
+
+
+class GrantIn(BaseModel):
+    model_config = ConfigDict(extra="forbid")
+    plan: str = Field(min_length=1, max_length=32)
+    days: float | None = Field(None, gt=0, le=36600)
+    source: str = Field("operator", pattern="^(" + "|".join(GRANT_SOURCES) + ")$")
+    reference: str = Field("", max_length=200)
+
+
+async def list_plugins(request: Request) -> Response:
+    admin.require_admin(request)
+    kernel = get_kernel(request)
+    return JSONResponse({"results": [admin.plugin_json(kernel, name) for name in kernel.plugins.records]})
+
+
+async def switch_plugin(request: Request) -> Response:
+    actor = admin.require_admin(request)
+    kernel = get_kernel(request)
+    action = request.path_params["action"]
+    if action not in ("enable", "disable"):
+        raise not_found()
+    record = await kernel.switch_plugin(request.path_params["name"], action == "enable", actor)
+    return JSONResponse(admin.plugin_json(kernel, record.name))
+
+
+async def list_features(request: Request) -> Response:
+    admin.require_admin(request)
+    kernel = get_kernel(request)
+    return JSONResponse({"results": [admin.feature_json(kernel, key) for key in kernel.entitlements.catalog.features]})
+
+
+async def set_rollout(request: Request) -> Response:
+    actor = admin.require_admin(request)
+    kernel = get_kernel(request)
+    body = await read_json(request, RolloutIn)
+    key = request.path_params["key"]
+    await kernel.set_rollout(key, body.percent, actor)
+    return JSONResponse(admin.feature_json(kernel, key))
+
+
+async def list_users(request: Request) -> Response:
+    """``GET /api/admin/users?q=``: the directory's search, with plans and operator rights."""
+    admin.require_admin(request)
+    kernel = get_kernel(request)
+    q = request.query_params.get("q", "")[:50]
+    page = await anyio.to_thread.run_sync(kernel.address_book.search, q, query_limit(request), request.query_params.get("cursor"))
+    await kernel.prepare_users(page.results)
+    return JSONResponse({"results": [admin.user_admin_json(kernel, user) for user in page.results], "next_cursor": page.next_cursor})
+
+
+async def get_user(request: Request) -> Response:
+    admin.require_admin(request)
+    kernel = get_kernel(request)
+    user = await find_user(kernel, request.path_params["username"])
+    grants = await anyio.to_thread.run_sync(kernel.entitlements.grants_of, user.id)
+    await kernel.prepare_users([user])
+    return JSONResponse({**admin.user_admin_json(kernel, user), "grants": [grant.as_json() for grant in grants]})
+
+
+async def create_grant(request: Request) -> Response:
+    actor = admin.require_admin(request)
+    kernel = get_kernel(request)
+    body = await read_json(request, GrantIn)
+    user = await find_user(kernel, request.path_params["username"])
+    grant = await kernel.grant(user, body.plan, source=body.source, days=body.days, reference=body.reference, actor=actor)
+    return JSONResponse(grant.as_json(), status_code=201)
+
+
+async def revoke_plan(request: Request) -> Response:
+    actor = admin.require_admin(request)
+    kernel = get_kernel(request)
+    user = await find_user(kernel, request.path_params["username"])
+    revoked = await kernel.revoke(user, request.path_params["plan"], actor=actor)
+    return JSONResponse({"revoked": [grant.as_json() for grant in revoked], "plans": kernel.plans_of(user)})
+
+
+async def set_admin(request: Request) -> Response:
+    actor = admin.require_admin(request)
+    kernel = get_kernel(request)
+    user = await find_user(kernel, request.path_params["username"])
+    await anyio.to_thread.run_sync(admin.set_admin, kernel, user, request.method == "PUT", actor)
+    updated = await anyio.to_thread.run_sync(kernel.identity.user_by_id, user.id)
+    assert updated is not None
+    return JSONResponse(admin.user_admin_json(kernel, updated))
+
+
+async def audit_log(request: Request) -> Response:
+    admin.require_admin(request)
+    kernel = get_kernel(request)
+    page = await anyio.to_thread.run_sync(audit.list_entries, kernel.db, request.query_params.get("cursor"), query_limit(request, 50, 200))
+    return JSONResponse({"results": page.results, "next_cursor": page.next_cursor})
+
+
+routes = [
+    Route("/api/admin/plugins", list_plugins, methods=["GET"]),
+    Route("/api/admin/plugins/{name}/{action}", switch_plugin, methods=["POST"]),
+    Route("/api/admin/features", list_features, methods=["GET"]),
+    Route("/api/admin/features/{key}/rollout", set_rollout, methods=["PUT"]),
+    Route("/api/admin/users", list_users, methods=["GET"]),
+    Route("/api/admin/users/{username}", get_user, methods=["GET"]),
+    Route("/api/admin/users/{username}/grants", create_grant, methods=["POST"]),
+    Route("/api/admin/users/{username}/plans/{plan}", revoke_plan, methods=["DELETE"]),
+    Route("/api/admin/users/{username}/admin", set_admin, methods=["PUT", "DELETE"]),
+    Route("/api/admin/audit", audit_log, methods=["GET"]),
+]

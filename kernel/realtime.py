@@ -1,0 +1,387 @@
+"""The realtime channel: one websocket per tab at ``/ws``, JSON messages routed to plugins.
+
+A client message is ``{"type": "<plugin>.<name>", "id": ..., ...}``; the
+kernel hands it to the handler that plugin registered for the type. Server
+messages reach every open connection of a user through the bus, so a user
+connected to another process receives them too. Each connection has a
+bounded send queue drained by its own task: a slow client fills only its own
+queue, and is disconnected (close code 4408) rather than let it hold up
+anyone else. The protocol is documented in docs/realtime.md.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import functools
+import inspect
+import itertools
+import json
+import logging
+import time
+from collections import deque
+from collections.abc import Awaitable, Callable
+from typing import TYPE_CHECKING, Any
+
+import anyio.to_thread
+from starlette.websockets import WebSocket, WebSocketDisconnect
+
+from kernel.errors import ApiError
+from kernel.identity import User
+
+if TYPE_CHECKING:
+    from kernel.app import Kernel
+    from kernel.bus import Bus
+    from kernel.plugins import PluginRecord
+
+logger = logging.getLogger("everything.realtime")
+
+Handler = Callable[["Connection", dict[str, Any]], Awaitable[dict[str, Any] | None] | dict[str, Any] | None]
+
+# Close codes (4000-4999 are the application's own).
+CLOSE_GOING_AWAY = 1001
+CLOSE_POLICY = 1008  # the abuse went on: too many bad messages
+CLOSE_UNAUTHORIZED = 4401
+CLOSE_FORBIDDEN_ORIGIN = 4403
+CLOSE_SLOW_CONSUMER = 4408
+
+_ENCODER = json.JSONEncoder(ensure_ascii=False, separators=(",", ":"), default=str)
+_connection_ids = itertools.count(1)
+
+BAD_MESSAGE_WINDOW = 60.0
+
+
+def encode(message: dict[str, Any]) -> str:
+    return _ENCODER.encode(message)
+
+
+class Connection:
+    """One open websocket of a signed-in user, as handlers see it."""
+
+    def __init__(self, hub: Hub, websocket: WebSocket, user: User) -> None:
+        settings = hub.settings
+        self.id = next(_connection_ids)
+        self.hub = hub
+        self.kernel = hub.kernel
+        self.websocket = websocket
+        self.user = user
+        self.queue: asyncio.Queue[str | None] = asyncio.Queue(maxsize=settings.send_queue)
+        self.closed = False
+        self._tokens = float(settings.burst)
+        self._refilled = time.monotonic()
+        self._bad: deque[float] = deque()
+        self._writer: asyncio.Task[None] | None = None
+        self._close_with = (CLOSE_GOING_AWAY, "")
+        self._flushing = False
+
+    def send(self, message: dict[str, Any]) -> None:
+        """Queue a message for this connection alone; never blocks."""
+        self.send_text(encode(message))
+
+    def send_text(self, text: str) -> None:
+        """Queue an already encoded message; a full queue means the client is too slow, and it is disconnected."""
+        if self.closed:
+            return
+        try:
+            self.queue.put_nowait(text)
+        except asyncio.QueueFull:
+            logger.warning("disconnecting a slow realtime client of @%s: %d messages waiting", self.user.username, self.queue.qsize())
+            self.close(CLOSE_SLOW_CONSUMER, "too slow: messages were piling up")
+
+    def close(self, code: int, reason: str = "", *, flush: bool = False) -> None:
+        """Close the socket with ``code``: after what is queued when ``flush``, else at once, dropping it."""
+        if self.closed:
+            return
+        self.closed = True
+        if flush and self._writer is not None:
+            try:
+                self.queue.put_nowait(None)  # the writer closes once it gets here
+                self._close_with = (code, reason)
+                self._flushing = True
+                return
+            except asyncio.QueueFull:
+                pass
+        if self._writer is not None:
+            self._writer.cancel()
+        asyncio.get_running_loop().create_task(self._close(code, reason))
+
+    async def _close(self, code: int, reason: str) -> None:
+        try:
+            # A client that reads nothing may never take the close frame either.
+            await asyncio.wait_for(self.websocket.close(code, reason), timeout=5)
+        except Exception:
+            pass
+        self.hub.remove(self)
+
+    async def _write(self) -> None:
+        try:
+            while True:
+                text = await self.queue.get()
+                if text is None:
+                    await self._close(*self._close_with)
+                    return
+                await self.websocket.send_text(text)
+        except (WebSocketDisconnect, RuntimeError, OSError):
+            self.closed = True
+
+    async def finish(self) -> None:
+        """Once the client is gone or being closed: let a flushing close finish, then leave the hub."""
+        if self._flushing and self._writer is not None:
+            with contextlib.suppress(Exception):
+                await asyncio.wait_for(asyncio.shield(self._writer), timeout=5)
+        self.hub.remove(self)
+
+    def take_token(self) -> bool:
+        """The per-connection rate limit: a token bucket of ``messages_per_second`` and ``burst``."""
+        settings = self.hub.settings
+        now = time.monotonic()
+        self._tokens = min(settings.burst, self._tokens + (now - self._refilled) * settings.messages_per_second)
+        self._refilled = now
+        if self._tokens < 1:
+            return False
+        self._tokens -= 1
+        return True
+
+    def strike(self) -> bool:
+        """Count one bad message; True when too many came in the last minute."""
+        now = time.monotonic()
+        self._bad.append(now)
+        while self._bad and self._bad[0] < now - BAD_MESSAGE_WINDOW:
+            self._bad.popleft()
+        return len(self._bad) > self.hub.settings.max_bad_messages
+
+
+class Hub:
+    """This process's open connections, the plugins' handlers, and delivery through the bus."""
+
+    def __init__(self, kernel: Kernel, bus: Bus) -> None:
+        self.kernel = kernel
+        self.settings = kernel.settings.realtime
+        self.bus = bus
+        self.by_user: dict[int, set[Connection]] = {}
+        self.handlers: dict[str, tuple[PluginRecord, Handler]] = {}
+        self.control_listeners: list[Callable[[dict[str, Any]], None]] = []
+        self._heartbeat: asyncio.Task[None] | None = None
+
+    # Lifecycle --------------------------------------------------------------------
+
+    async def start(self) -> None:
+        await self.bus.start(self._deliver)
+        self._heartbeat = asyncio.create_task(self._beat(), name="everything-heartbeat")
+
+    async def stop(self) -> None:
+        if self._heartbeat is not None:
+            self._heartbeat.cancel()
+        for connection in [c for conns in self.by_user.values() for c in conns]:
+            connection.close(CLOSE_GOING_AWAY, "the server is restarting")
+        await asyncio.sleep(0)
+        await self.bus.stop()
+
+    async def _beat(self) -> None:
+        text = encode({"type": "kernel.heartbeat"})
+        while True:
+            await asyncio.sleep(self.settings.heartbeat_seconds)
+            for connections in list(self.by_user.values()):
+                for connection in list(connections):
+                    connection.send_text(text)
+
+    def register(self, record: PluginRecord, handlers: dict[str, Handler]) -> None:
+        """Take a plugin's handlers; each type must be ``<plugin>.<name>`` (ValueError otherwise)."""
+        for message_type, handler in handlers.items():
+            if not isinstance(message_type, str) or not message_type.startswith(f"{record.name}.") or len(message_type) > 64:
+                raise ValueError(f"realtime type '{message_type}' must start with '{record.name}.'")
+            if not callable(handler):
+                raise ValueError(f"realtime handler for '{message_type}' is not callable")
+        for message_type, handler in handlers.items():
+            self.handlers[message_type] = (record, handler)
+
+    # Sending ------------------------------------------------------------------------
+
+    async def send_to_user(self, user: User | int, message: dict[str, Any]) -> None:
+        """Deliver ``message`` to every open connection of ``user``, in whichever process it is."""
+        user_id = user if isinstance(user, int) else user.id
+        await self.bus.publish(f"u:{user_id}", encode(message))
+
+    async def broadcast(self, message: dict[str, Any]) -> None:
+        """Deliver ``message`` to every open connection of the deployment."""
+        await self.bus.publish("all", encode(message))
+
+    async def publish_control(self, message: dict[str, Any]) -> None:
+        """Tell every process of the deployment (this one included) about a change, such as a switch."""
+        await self.bus.publish("control", encode(message))
+
+    def is_online(self, user: User | int) -> bool:
+        """True when the user has an open connection to this process."""
+        return bool(self.by_user.get(user if isinstance(user, int) else user.id))
+
+    def _deliver(self, target: str, payload: str) -> None:
+        if target.startswith("u:"):
+            try:
+                connections = self.by_user.get(int(target[2:]))
+            except ValueError:
+                return
+            for connection in list(connections or ()):
+                connection.send_text(payload)
+        elif target == "all":
+            for connections in list(self.by_user.values()):
+                for connection in list(connections):
+                    connection.send_text(payload)
+        elif target == "control":
+            message = json.loads(payload)
+            for listener in self.control_listeners:
+                try:
+                    listener(message)
+                except Exception:
+                    logger.exception("a control listener failed on %s", message.get("type"))
+
+    # Connections -------------------------------------------------------------------
+
+    def add(self, connection: Connection) -> None:
+        self.by_user.setdefault(connection.user.id, set()).add(connection)
+        connection._writer = asyncio.create_task(connection._write())
+
+    def remove(self, connection: Connection) -> None:
+        connections = self.by_user.get(connection.user.id)
+        if connections is not None:
+            connections.discard(connection)
+            if not connections:
+                del self.by_user[connection.user.id]
+        connection.closed = True
+        if connection._writer is not None and not connection._writer.done():
+            connection._writer.cancel()
+
+    def connection_count(self) -> int:
+        return sum(len(connections) for connections in self.by_user.values())
+
+    # Receiving -----------------------------------------------------------------------
+
+    async def dispatch(self, connection: Connection, text: str) -> None:
+        """Handle one client message; every refusal is answered with an ``error`` naming the message's id."""
+        ref: Any = None
+        try:
+            if len(text) > self.settings.max_message_bytes or len(text.encode()) > self.settings.max_message_bytes:
+                raise ApiError(413, "message_too_large", f"Messages may be at most {self.settings.max_message_bytes} bytes.")
+            try:
+                message = json.loads(text)
+            except (ValueError, RecursionError):
+                raise ApiError(400, "invalid_json", "The message is not valid JSON.") from None
+            if not isinstance(message, dict):
+                raise ApiError(400, "invalid_message", "A message is a JSON object with a type.")
+            ref = message.get("id")
+            if ref is not None and not (isinstance(ref, (int, str)) and not isinstance(ref, bool) and len(str(ref)) <= 64):
+                ref = None
+                raise ApiError(400, "invalid_message", "id: a string or number of at most 64 characters.")
+            message_type = message.get("type")
+            if not isinstance(message_type, str) or not message_type:
+                raise ApiError(400, "invalid_message", "type: required, a string such as 'calls.invite'.")
+            if not connection.take_token():
+                raise ApiError(429, "rate_limited", "Too many messages: slow down.")
+            reply = await self._handle(connection, message_type, message)
+            if reply is not None:
+                connection.send({"type": "reply", **reply, "ref": ref})
+        except ApiError as error:
+            connection.send({"type": "error", "ref": ref, "code": error.code, "message": error.message, **error.extra})
+            if connection.strike():
+                connection.send({"type": "error", "ref": None, "code": "too_many_errors", "message": "Too many bad messages; closing."})
+                connection.close(CLOSE_POLICY, "too many bad messages", flush=True)
+
+    async def _handle(self, connection: Connection, message_type: str, message: dict[str, Any]) -> dict[str, Any] | None:
+        if message_type == "kernel.ping":
+            return {"type": "kernel.pong"}
+        entry = self.handlers.get(message_type)
+        plugin = message_type.split(".", 1)[0]
+        record = entry[0] if entry else self.kernel.plugins.records.get(plugin)
+        if record is not None and record.booted and not record.running:
+            raise ApiError(403, "plugin_disabled", f"The {record.title} feature is switched off on this deployment.")
+        if entry is None:
+            raise ApiError(400, "unknown_type", f"No handler for messages of type '{message_type}'.")
+        record, handler = entry
+        try:
+            result = handler(connection, message)
+            if inspect.isawaitable(result):
+                result = await result
+        except ApiError:
+            raise
+        except Exception:
+            logger.exception("plugin %s raised while handling a %s message", record.name, message_type)
+            raise ApiError(500, "internal_error", "Something went wrong on our side. It has been logged.") from None
+        if result is not None and not isinstance(result, dict):
+            logger.error("plugin %s: the %s handler returned %r, not a dict", record.name, message_type, type(result))
+            return None
+        return result
+
+
+def realtime_feature_required(feature: str) -> Callable[[Handler], Handler]:
+    """Decorate a realtime handler: the sender must hold ``feature``, else an ``error`` with code ``premium_required``."""
+
+    def decorate(handler: Handler) -> Handler:
+        @functools.wraps(handler)
+        async def checked(connection: Connection, message: dict[str, Any]) -> dict[str, Any] | None:
+            connection.kernel.entitlements.require(connection.user, feature)
+            result = handler(connection, message)
+            return await result if inspect.isawaitable(result) else result
+
+        return checked
+
+    return decorate
+
+
+def _origin_allowed(websocket: WebSocket, kernel: Kernel) -> bool:
+    """A cookie-authenticated socket must come from a page of this site: no cross-site socket hijacking."""
+    origin = websocket.headers.get("origin")
+    if origin is None:
+        return True  # not a browser
+    base = kernel.settings.server.base_url
+    if base and origin.rstrip("/") == base.rstrip("/"):
+        return True
+    host = websocket.headers.get("host", "")
+    return origin.split("://", 1)[-1] == host
+
+
+async def websocket_endpoint(websocket: WebSocket) -> None:
+    """``/ws``: authenticate, greet, then read messages until the client goes."""
+    from kernel.app import get_kernel
+
+    kernel = get_kernel(websocket)
+    hub = kernel.realtime
+    user: User | None = websocket.scope.get("user")
+    credential = websocket.scope.get("credential")
+    await websocket.accept()
+    if user is None:
+        await websocket.send_text(encode({"type": "error", "ref": None, "code": "unauthorized", "message": "Sign in, or send a bearer token."}))
+        await websocket.close(CLOSE_UNAUTHORIZED, "unauthorized")
+        return
+    if credential is not None and credential.kind == "session" and not _origin_allowed(websocket, kernel):
+        await websocket.send_text(encode({"type": "error", "ref": None, "code": "forbidden_origin", "message": "Connect from this site's pages."}))
+        await websocket.close(CLOSE_FORBIDDEN_ORIGIN, "forbidden origin")
+        return
+    unread = await anyio.to_thread.run_sync(kernel.notifications.unread_count, user)
+    await kernel.prepare_users([user])
+    connection = Connection(hub, websocket, user)
+    hub.add(connection)
+    connection.send(
+        {
+            "type": "kernel.hello",
+            "user": kernel.user_json(user),
+            "unread": unread,
+            "heartbeat_seconds": hub.settings.heartbeat_seconds,
+            "max_message_bytes": hub.settings.max_message_bytes,
+        }
+    )
+    try:
+        while not connection.closed:
+            message = await websocket.receive()
+            if message["type"] == "websocket.disconnect":
+                break
+            text = message.get("text")
+            if text is None:
+                raw = message.get("bytes") or b""
+                try:
+                    text = raw.decode()
+                except UnicodeDecodeError:
+                    text = "\x00"  # answered as invalid JSON
+            await hub.dispatch(connection, text)
+    except (WebSocketDisconnect, RuntimeError):
+        pass
+    finally:
+        await connection.finish()

@@ -1,0 +1,99 @@
+// The page's one realtime connection (/ws), shared by the kernel and every plugin's scripts.
+//
+//   everything.realtime.on("calls.incoming", (message) => ...);
+//   everything.realtime.request({type: "spaces.join", space_id: 7, sdp}).then((reply) => ...);
+//
+// It reconnects with a growing pause when the connection drops, and keeps the
+// notification badge up to date.
+(function () {
+  "use strict";
+  const handlers = new Map();
+  const pending = new Map();
+  let socket = null;
+  let nextId = 1;
+  let pause = 1000;
+  let queue = [];
+
+  function emit(type, message) {
+    for (const handler of handlers.get(type) || []) {
+      try { handler(message); } catch (error) { console.error("realtime handler for", type, "failed:", error); }
+    }
+  }
+
+  function connect() {
+    const scheme = location.protocol === "https:" ? "wss:" : "ws:";
+    socket = new WebSocket(scheme + "//" + location.host + "/ws");
+    socket.addEventListener("open", () => {
+      pause = 1000;
+      const waiting = queue;
+      queue = [];
+      waiting.forEach((text) => socket.send(text));
+      emit("open", {});
+    });
+    socket.addEventListener("message", (event) => {
+      let message;
+      try { message = JSON.parse(event.data); } catch (error) { return; }
+      if ((message.type === "reply" || message.type === "error") && pending.has(message.ref)) {
+        const { resolve, reject } = pending.get(message.ref);
+        pending.delete(message.ref);
+        (message.type === "reply" ? resolve : reject)(message);
+      }
+      emit(message.type, message);
+    });
+    socket.addEventListener("close", (event) => {
+      emit("close", { code: event.code });
+      // Signed out (4401) or refused (4403): reconnecting would not help.
+      if (event.code === 4401 || event.code === 4403) return;
+      setTimeout(connect, pause);
+      pause = Math.min(pause * 2, 30000);
+    });
+  }
+
+  function send(message) {
+    const text = JSON.stringify(message);
+    if (socket && socket.readyState === WebSocket.OPEN) socket.send(text);
+    else queue.push(text);
+  }
+
+  const realtime = {
+    on(type, handler) {
+      if (!handlers.has(type)) handlers.set(type, []);
+      handlers.get(type).push(handler);
+    },
+    send,
+    // Send a message and wait for its reply (resolved) or error (rejected).
+    request(message) {
+      const id = "m" + nextId++;
+      return new Promise((resolve, reject) => {
+        pending.set(id, { resolve, reject });
+        send(Object.assign({}, message, { id }));
+      });
+    },
+  };
+
+  function showUnread(count) {
+    document.querySelectorAll("[data-unread-count]").forEach((badge) => {
+      badge.textContent = String(count);
+      badge.hidden = !count;
+    });
+  }
+
+  realtime.on("kernel.hello", (message) => { if (typeof message.unread === "number") showUnread(message.unread); });
+  realtime.on("kernel.notifications_read", (message) => showUnread(message.unread));
+  realtime.on("kernel.notification", (message) => {
+    showUnread(message.unread);
+    const list = document.querySelector("[data-live-notifications]");
+    if (!list) return;
+    const item = document.createElement("li");
+    item.className = "notification unread";
+    const link = document.createElement("a");
+    link.className = "grow";
+    link.href = message.notification.url || "#";
+    link.textContent = message.notification.text;  // text, never HTML: it came from other people
+    item.appendChild(link);
+    list.prepend(item);
+  });
+
+  window.everything = Object.assign(window.everything || {}, { realtime });
+  connect();
+})();
