@@ -5,11 +5,9 @@ from __future__ import annotations
 import inspect
 from pathlib import Path
 
-from starlette.testclient import TestClient
-
 from kernel import create_app, hookspecs
 from kernel.plugins import BUNDLED_PLUGINS
-from tests.conftest import make_settings, sign_up
+from tests.conftest import make_operator, make_settings, running, sign_up
 from tests.plugin_fixtures import recorder
 
 HOOKS = sorted(
@@ -36,10 +34,14 @@ def test_every_hook_is_called_in_a_running_deployment(tmp_path: Path) -> None:
     settings = make_settings(tmp_path / "data", plugins={"enabled": [*BUNDLED_PLUGINS, "recorder"]})
     app = create_app(settings, plugins={"recorder": "tests.plugin_fixtures.recorder"})
     kernel = app.state.kernel
-    with TestClient(app):
+    with running(app):
         visitor = sign_up(app, "visitor")
         sign_up(app, "visited")
         assert visitor.get("/@visited", headers={"accept": "text/html"}).status_code == 200
+        assert visitor.get("/premium", headers={"accept": "text/html"}).status_code == 200  # subscribe_url
+        operator = make_operator(app, "oscar")
+        operator.post("/api/admin/users/visitor/grants", json={"plan": "premium"})  # entitlements_changed
+        operator.post("/api/admin/plugins/calls/disable")  # plugin_switched
     called = {call.split(":")[0] for call in recorder.calls(kernel)}
     # manifest is read before the kernel exists, so the plugin list proves it instead.
     assert kernel.plugins.records["recorder"].manifest.version == "1.2.3"

@@ -214,7 +214,7 @@ def test_cli_lists_every_plugin_with_state_and_reason(tmp_path: Path) -> None:
 def test_recorder_sees_lifecycle_hooks_in_order(started) -> None:  # type: ignore[no-untyped-def]
     client = started("recorder")
     kernel = client.app.state.kernel  # type: ignore[attr-defined]
-    assert recorder.calls(kernel)[:3] == ["register_features", "register_routes", "startup"]
+    assert recorder.calls(kernel)[:4] == ["register_features", "register_routes", "register_realtime", "startup"]
 
 
 def test_plugin_named_after_a_kernel_page_is_refused(started) -> None:  # type: ignore[no-untyped-def]
