@@ -125,3 +125,44 @@ def test_sign_up_find_someone_as_you_type_and_follow_them(browser: Any, live_ser
             assert_no_horizontal_scroll(page)
     finally:
         context.close()
+
+
+def signed_up(base_url: str, username: str, display_name: str) -> httpx.Client:
+    client = httpx.Client(base_url=base_url, timeout=30)
+    response = client.post("/api/auth/signup", json={"username": username, "password": PASSWORD, "display_name": display_name})
+    assert response.status_code == 201, response.text
+    client.headers["X-CSRF-Token"] = response.headers["X-CSRF-Token"]
+    return client
+
+
+@pytest.mark.parametrize("device", VIEWPORTS)
+def test_a_new_follower_lights_the_bell_live_and_locked_things_say_why(browser: Any, live_server: LiveServer, device: str) -> None:
+    suffix = secrets.token_hex(3)
+    me = signed_up(live_server.url, f"bell_{suffix}", "Bell Owner")
+    fan = signed_up(live_server.url, f"fan_{suffix}", "Fan Person")
+    context = browser.new_context(base_url=live_server.url, **VIEWPORTS[device])
+    context.set_default_timeout(10_000)
+    context.add_cookies([{"name": "everything_session", "value": me.cookies["everything_session"], "url": live_server.url}])
+    page = context.new_page()
+    try:
+        with page.expect_websocket(lambda ws: ws.url.endswith("/ws")) as opened:
+            page.goto("/")
+        opened.value.wait_for_event("framereceived")  # the greeting: the page is listening
+        badge = page.locator("[data-unread-count]")
+        assert badge.is_hidden()
+
+        # Someone follows; the page learns of it over the websocket, without a reload.
+        assert fan.put(f"/api/users/bell_{suffix}/follow").status_code == 200
+        badge.wait_for(state="visible")
+        assert badge.inner_text() == "1"
+        page.get_by_role("link", name=re.compile("^Notifications")).click()
+        page.wait_for_url("**/notifications")
+        assert f"Fan Person (@fan_{suffix}) followed you" in page.locator(".notifications").inner_text()
+
+        # A locked feature explains itself in plain words, on any screen.
+        page.goto("/premium?feature=kernel.verified")
+        assert page.locator("h1").inner_text() == "The verified badge is a premium feature. Subscribe to gain access."
+        if device == "phone":
+            assert_no_horizontal_scroll(page)
+    finally:
+        context.close()
