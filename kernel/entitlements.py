@@ -487,9 +487,14 @@ class Entitlements:
             ),
         )
 
+        # Look before taking the write lock: most of the time nothing is due.
+        due_ids = self.db.read(lambda conn: conn.execute(select(grants.c.id).where(due).limit(limit)).scalars().all())
+        if not due_ids:
+            return []
+
         def work(conn: Connection) -> list[tuple[Grant, str]]:
             events: list[tuple[Grant, str]] = []
-            for row in conn.execute(select(grants).where(due).order_by(grants.c.id).limit(limit)).all():
+            for row in conn.execute(select(grants).where(grants.c.id.in_(due_ids), due).order_by(grants.c.id)).all():
                 grant = _grant(row)
                 ended = grant.revoked_at is not None or (grant.ends_at is not None and grant.ends_at <= now)
                 if not row.start_notified and grant.revoked_at is None:
