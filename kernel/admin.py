@@ -4,14 +4,17 @@ from __future__ import annotations
 
 from typing import Any
 
-from sqlalchemy import Connection, update
+from pydantic import BaseModel, ConfigDict, Field
+from sqlalchemy import Connection, select, update
 from starlette.requests import HTTPConnection
 
 from kernel import audit
+from kernel.address_book import Page, decode_cursor, encode_cursor
 from kernel.app import Kernel
+from kernel.entitlements import GRANT_SOURCES
 from kernel.errors import ApiError
 from kernel.http import require_user
-from kernel.identity import User
+from kernel.identity import USER_COLUMNS, User, user_from_row
 from kernel.models import users
 
 
@@ -23,19 +26,44 @@ def require_admin(connection: HTTPConnection) -> User:
     return user
 
 
+class RolloutIn(BaseModel):
+    model_config = ConfigDict(extra="forbid")
+    percent: int = Field(ge=0, le=100)
+
+
+class GrantIn(BaseModel):
+    model_config = ConfigDict(extra="forbid")
+    plan: str = Field(min_length=1, max_length=32)
+    days: float | None = Field(None, gt=0, le=36600)
+    source: str = Field("operator", pattern="^(" + "|".join(GRANT_SOURCES) + ")$")
+    reference: str = Field("", max_length=200)
+
+
 def set_admin(kernel: Kernel, user: User, is_admin: bool, actor: User | str) -> None:
-    """Give or take operator rights, audited; a no-op when already so."""
-    if user.is_admin == is_admin:
-        return
+    """Give or take operator rights, audited; a no-op (and no audit line) when already so."""
     if isinstance(actor, User) and actor.id == user.id and not is_admin:
         raise ApiError(409, "cannot_demote_self", "Ask another operator to remove your operator rights.")
 
     def work(conn: Connection) -> None:
-        conn.execute(update(users).where(users.c.id == user.id).values(is_admin=is_admin))
-        audit.record(conn, actor, "user.set_admin" if is_admin else "user.remove_admin", f"@{user.username}")
+        # Decided on the row, not on a cached User that another process may have outdated.
+        changed = conn.execute(update(users).where(users.c.id == user.id, users.c.is_admin != is_admin).values(is_admin=is_admin))
+        if changed.rowcount:
+            audit.record(conn, actor, "user.set_admin" if is_admin else "user.remove_admin", f"@{user.username}")
 
     kernel.db.write(work)
     kernel.identity.forget_user(user.id)
+
+
+def newest_users(kernel: Kernel, cursor: str | None, limit: int) -> Page:
+    """Every account, newest first: what operators see before they search."""
+    after = decode_cursor(cursor, int)
+    query = select(*USER_COLUMNS).order_by(users.c.id.desc()).limit(limit + 1)
+    if after is not None:
+        query = query.where(users.c.id < after[0])
+    rows = kernel.db.read(lambda conn: conn.execute(query).all())
+    more = len(rows) > limit
+    rows = rows[:limit]
+    return Page([user_from_row(row) for row in rows], encode_cursor(rows[-1].id) if more else None)
 
 
 def plugin_json(kernel: Kernel, name: str) -> dict[str, Any]:

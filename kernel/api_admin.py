@@ -7,7 +7,6 @@ route answers 403 ``admin_required`` to anyone but an operator.
 from __future__ import annotations
 
 import anyio.to_thread
-from pydantic import BaseModel, ConfigDict, Field
 from starlette.requests import Request
 from starlette.responses import Response
 from starlette.routing import Route
@@ -15,22 +14,8 @@ from starlette.routing import Route
 from kernel import admin, audit
 from kernel.api_directory import find_user
 from kernel.app import get_kernel
-from kernel.entitlements import GRANT_SOURCES
 from kernel.errors import not_found
 from kernel.http import JSONResponse, query_limit, read_json
-
-
-class RolloutIn(BaseModel):
-    model_config = ConfigDict(extra="forbid")
-    percent: int = Field(ge=0, le=100)
-
-
-class GrantIn(BaseModel):
-    model_config = ConfigDict(extra="forbid")
-    plan: str = Field(min_length=1, max_length=32)
-    days: float | None = Field(None, gt=0, le=36600)
-    source: str = Field("operator", pattern="^(" + "|".join(GRANT_SOURCES) + ")$")
-    reference: str = Field("", max_length=200)
 
 
 async def list_plugins(request: Request) -> Response:
@@ -58,18 +43,22 @@ async def list_features(request: Request) -> Response:
 async def set_rollout(request: Request) -> Response:
     actor = admin.require_admin(request)
     kernel = get_kernel(request)
-    body = await read_json(request, RolloutIn)
+    body = await read_json(request, admin.RolloutIn)
     key = request.path_params["key"]
     await kernel.set_rollout(key, body.percent, actor)
     return JSONResponse(admin.feature_json(kernel, key))
 
 
 async def list_users(request: Request) -> Response:
-    """``GET /api/admin/users?q=``: the directory's search, with plans and operator rights."""
+    """``GET /api/admin/users?q=``: the directory's search, or every account newest first without ``q``."""
     admin.require_admin(request)
     kernel = get_kernel(request)
-    q = request.query_params.get("q", "")[:50]
-    page = await anyio.to_thread.run_sync(kernel.address_book.search, q, query_limit(request), request.query_params.get("cursor"))
+    q = request.query_params.get("q", "")[:50].strip()
+    cursor = request.query_params.get("cursor")
+    if q:
+        page = await anyio.to_thread.run_sync(kernel.address_book.search, q, query_limit(request), cursor)
+    else:
+        page = await anyio.to_thread.run_sync(admin.newest_users, kernel, cursor, query_limit(request))
     await kernel.prepare_users(page.results)
     return JSONResponse({"results": [admin.user_admin_json(kernel, user) for user in page.results], "next_cursor": page.next_cursor})
 
@@ -86,7 +75,7 @@ async def get_user(request: Request) -> Response:
 async def create_grant(request: Request) -> Response:
     actor = admin.require_admin(request)
     kernel = get_kernel(request)
-    body = await read_json(request, GrantIn)
+    body = await read_json(request, admin.GrantIn)
     user = await find_user(kernel, request.path_params["username"])
     grant = await kernel.grant(user, body.plan, source=body.source, days=body.days, reference=body.reference, actor=actor)
     return JSONResponse(grant.as_json(), status_code=201)

@@ -403,7 +403,7 @@ class Entitlements:
         start = starts_at or utcnow()
         if days is not None:
             if not 0 < days <= 36600:
-                raise ApiError(422, "validation_error", "days: from 1 to 36600", field="days")
+                raise ApiError(422, "validation_error", "days: more than 0, at most 36600", field="days")
             ends_at = start + timedelta(days=days)
         if ends_at is not None and ends_at <= start:
             raise ApiError(422, "validation_error", "ends_at: must be after the start", field="ends_at")
