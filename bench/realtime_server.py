@@ -1,0 +1,127 @@
+"""Serve the full application plus the bench-only realtime plugin under uvicorn, for ``bench/realtime.py``.
+
+    python bench/realtime_server.py --port 8001 --data-dir /tmp/x [--create-users 1000 --users-file users.json]
+                                    [--ws auto] [--no-request-log]
+
+Builds ``kernel.create_app`` with every bundled plugin and ``bench``
+(``bench/realtime_plugin.py``) enabled, on the embedded SQLite database in
+``--data-dir``, with the realtime rate limit raised out of the way
+(``realtime.messages_per_second = burst = 100000``) so that a benchmark
+measures delivery, not the limiter. Logging is configured as
+``everything serve`` does (JSON lines on standard error), and uvicorn runs as
+there too (one worker, uvloop, httptools, ``ws_max_size`` from the realtime
+settings), on 127.0.0.1.
+
+``--create-users N`` creates N accounts (``rt00000``...) and one API token
+each, directly through the kernel's identity service in this process,
+before the server starts listening: one argon2id hash is computed and shared
+by every account (the accounts are never logged in to with a password), which
+takes seconds where N sign-ups over HTTP take minutes. The ``user_created``
+hook is not called for them. The usernames, ids and tokens go to
+``--users-file`` as JSON.
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import resource
+import sys
+from pathlib import Path
+
+import uvicorn
+
+REPO = Path(__file__).resolve().parent.parent
+if str(REPO) not in sys.path:
+    sys.path.insert(0, str(REPO))  # so that the plugin's import path "bench.realtime_plugin" resolves
+
+from kernel import Kernel, create_app, logs  # noqa: E402
+from kernel.passwords import hash_password  # noqa: E402
+from kernel.plugins import BUNDLED_PLUGINS  # noqa: E402
+from kernel.settings import Settings  # noqa: E402
+
+HOST = "127.0.0.1"
+PLUGIN = "bench"
+PLUGIN_MODULE = "bench.realtime_plugin"
+USERNAME_PREFIX = "rt"
+
+
+def settings_for(data_dir: Path, request_log: bool) -> Settings:
+    return Settings.model_validate(
+        {
+            "data_dir": data_dir,
+            "database": {"url": None, "auto_migrate": True},
+            "log": {"requests": request_log},
+            "plugins": {"enabled": [*BUNDLED_PLUGINS, PLUGIN]},
+            "realtime": {"messages_per_second": 100_000, "burst": 100_000},
+        }
+    )
+
+
+def username(number: int) -> str:
+    return f"{USERNAME_PREFIX}{number:05d}"
+
+
+def create_users(kernel: Kernel, count: int) -> list[dict[str, object]]:
+    """``count`` accounts with one token each, straight through the identity service."""
+    kernel.upgrade_database()
+    password_hash = hash_password("bench password, never used to log in")
+    created = []
+    for number in range(count):
+        name = username(number)
+        user = kernel.identity.create_user(name, password_hash, name)
+        token = kernel.identity.create_token(user.id, "bench")["token"]
+        created.append({"username": name, "id": user.id, "token": token})
+    return created
+
+
+def raise_file_limit() -> None:
+    """A thousand sockets need more descriptors than some shells allow by default."""
+    soft, hard = resource.getrlimit(resource.RLIMIT_NOFILE)
+    if hard == resource.RLIM_INFINITY or soft < hard:
+        resource.setrlimit(resource.RLIMIT_NOFILE, (hard, hard))
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    parser.add_argument("--port", type=int, required=True)
+    parser.add_argument("--data-dir", type=Path, required=True)
+    parser.add_argument("--create-users", type=int, default=0, metavar="N")
+    parser.add_argument("--users-file", type=Path)
+    parser.add_argument(
+        "--ws", default="auto", help="uvicorn's websocket implementation (default %(default)s, as `everything serve`)"
+    )
+    parser.add_argument("--no-request-log", action="store_true", help="log.requests = false")
+    args = parser.parse_args()
+    if args.create_users and args.users_file is None:
+        parser.error("--create-users needs --users-file")
+    raise_file_limit()
+
+    settings = settings_for(args.data_dir, request_log=not args.no_request_log)
+    logs.configure(settings.log.level)  # as `everything serve` does
+    app = create_app(settings, plugins={PLUGIN: PLUGIN_MODULE})
+    kernel = app.state.kernel
+    record = kernel.plugins.records.get(PLUGIN)
+    if record is None or not record.running:
+        sys.exit(f"the {PLUGIN} plugin did not boot: {record.reason if record else 'not discovered'}")
+    if args.create_users:
+        users = create_users(kernel, args.create_users)
+        args.users_file.write_text(json.dumps(users))
+
+    uvicorn.run(
+        app,
+        host=HOST,
+        port=args.port,
+        loop="uvloop",
+        http="httptools",
+        ws=args.ws,
+        ws_max_size=max(16 * settings.realtime.max_message_bytes, 1 << 20),  # as `everything serve`
+        workers=1,
+        access_log=False,
+        log_config=None,
+        lifespan="on",
+    )
+
+
+if __name__ == "__main__":
+    main()
