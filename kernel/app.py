@@ -198,7 +198,7 @@ class Kernel:
     def _on_control(self, message: dict[str, Any]) -> None:
         kind = message.get("type")
         if kind == "kernel.switches":
-            asyncio.get_running_loop().create_task(self.refresh_switches())
+            self.realtime.spawn(self.refresh_switches())
         elif kind == "kernel.grants" and isinstance(message.get("user_id"), int):
             self.entitlements.forget(message["user_id"])
 
@@ -209,14 +209,16 @@ class Kernel:
         async with self._switch_lock:
             state = await anyio.to_thread.run_sync(switches.read_state, self.db)
             self.entitlements.rollouts = dict(state.rollouts)
-            for record in self.plugins.apply_switches(set(state.plugins_off)):
-                if record.running:
-                    if not await self.plugins.start_one(record, self):
-                        continue
-                else:
-                    await self.plugins.stop_one(record, self)
-                logger.info("plugin %s is now %s", record.name, "on" if record.running else "off")
-                await self.plugins.notify("plugin_switched", kernel=self, plugin=record.name, enabled=record.running)
+            changed = self.plugins.apply_switches(set(state.plugins_off))
+            # What requires a plugin stops before it, and starts after it.
+            for record in reversed([record for record in changed if not record.running]):
+                await self.plugins.stop_one(record, self)
+                logger.info("plugin %s is now off", record.name)
+                await self.plugins.notify("plugin_switched", kernel=self, plugin=record.name, enabled=False)
+            for record in [record for record in changed if record.running]:
+                if await self.plugins.start_one(record, self):
+                    logger.info("plugin %s is now on", record.name)
+                    await self.plugins.notify("plugin_switched", kernel=self, plugin=record.name, enabled=True)
 
     async def switch_plugin(self, name: str, enabled: bool, actor: User | str) -> PluginRecord:
         """Switch a plugin on or off for the whole deployment, persisted and audited; effective everywhere within seconds."""

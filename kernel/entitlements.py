@@ -340,6 +340,11 @@ class Entitlements:
             return held.plans
         return self._load(user_id)
 
+    def is_cached(self, user_id: int) -> bool:
+        """True when a check for this user needs no query."""
+        held = self._held.get(user_id)
+        return held is not None and held.until > time.monotonic()
+
     def warm(self, user_ids: Iterable[int]) -> None:
         """Load the plans of many users in one query (before rendering a list of them)."""
         now_mono = time.monotonic()
@@ -497,24 +502,26 @@ class Entitlements:
             for row in conn.execute(select(grants).where(grants.c.id.in_(due_ids), due).order_by(grants.c.id)).all():
                 grant = _grant(row)
                 ended = grant.revoked_at is not None or (grant.ends_at is not None and grant.ends_at <= now)
-                if not row.start_notified and grant.revoked_at is None:
-                    if _claim(conn, grant.id, "start_notified"):
-                        events.append((grant, "started"))
+                if not row.start_notified and grant.revoked_at is None and _claim(conn, grant.id, "start_notified", revoked=False):
+                    events.append((grant, "started"))
                 if ended:
-                    # A grant revoked before anyone was told it started ends silently.
-                    told_start = row.start_notified or (events and events[-1][0].id == grant.id)
+                    # Whether anyone told the start is read from the row under its lock, not from the
+                    # select above: another process may have told it since. If nobody did, it never
+                    # will: a grant revoked before it was told to have started ends silently.
+                    told_start = not _claim(conn, grant.id, "start_notified")
                     if _claim(conn, grant.id, "end_notified") and told_start:
                         events.append((grant, "revoked" if grant.revoked_at is not None else "ended"))
-                    _claim(conn, grant.id, "start_notified")
             return events
 
         return self.db.write(work)
 
 
-def _claim(conn: Connection, grant_id: int, flag: str) -> bool:
-    column = grants.c[flag]
-    result = conn.execute(update(grants).where(grants.c.id == grant_id, column.is_(False)).values({flag: True}))
-    return result.rowcount == 1
+def _claim(conn: Connection, grant_id: int, flag: str, revoked: bool | None = None) -> bool:
+    """Set one of the grant's flags; True only for the one transaction that set it (False also when ``revoked`` does not hold)."""
+    condition = and_(grants.c.id == grant_id, grants.c[flag].is_(False))
+    if revoked is False:
+        condition = and_(condition, grants.c.revoked_at.is_(None))
+    return conn.execute(update(grants).where(condition).values({flag: True})).rowcount == 1
 
 
 def _grant(row: Any) -> Grant:

@@ -366,6 +366,21 @@ class Identity:
         self._credentials.put((kind, secret), credential)
         return credential
 
+    def live_credentials(self, session_ids: set[int], token_ids: set[int]) -> tuple[set[int], set[int]]:
+        """Which of these sessions (unexpired) and tokens still exist: long-lived connections re-check theirs."""
+
+        def work(conn: Connection) -> tuple[set[int], set[int]]:
+            live_sessions: set[int] = set()
+            live_tokens: set[int] = set()
+            if session_ids:
+                query = select(sessions.c.id).where(sessions.c.id.in_(session_ids), sessions.c.expires_at > utcnow())
+                live_sessions = set(conn.execute(query).scalars())
+            if token_ids:
+                live_tokens = set(conn.execute(select(api_tokens.c.id).where(api_tokens.c.id.in_(token_ids))).scalars())
+            return live_sessions, live_tokens
+
+        return self.db.read(work)
+
     def resolve_cached(self, kind: str, secret: str) -> tuple[Credential, User] | None:
         """:meth:`resolve_user` answered from the cache alone; None on any miss."""
         credential = self._credentials.get((kind, secret))

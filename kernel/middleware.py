@@ -197,6 +197,7 @@ class AuthMiddleware:
                 await error_response(dead)(scope, receive, send)
                 return
             scope["credential"], scope["user"] = resolved
+            await self._load_plans(resolved[1])
         elif cookie_header:
             secret = cookie_parser(cookie_header).get(SESSION_COOKIE)
             if secret:
@@ -204,11 +205,19 @@ class AuthMiddleware:
                 resolved = await self._resolve("session", secret)
                 if resolved is not None:
                     scope["credential"], scope["user"] = resolved
+                    await self._load_plans(resolved[1])
                     if _needs_csrf_header(scope) and not csrf.matches(secret, self.secret_key, _header(scope, b"x-csrf-token")):
                         refused = ApiError(403, "csrf_failed", "Send the X-CSRF-Token header with cookie-authenticated changes.")
                         await error_response(refused)(scope, receive, send)
                         return
         await self.app(scope, receive, send)
+
+    async def _load_plans(self, user: User) -> None:
+        # Every page shows the viewer's badge and locks: load their plans here, off the
+        # event loop, when the cache has let them go, rather than in the middle of a render.
+        entitlements = self.kernel.entitlements
+        if not entitlements.is_cached(user.id):
+            await anyio.to_thread.run_sync(entitlements.held_plans, user.id)
 
     async def _resolve(self, kind: str, secret: str) -> tuple[Credential, User] | None:
         hit = self.identity.resolve_cached(kind, secret)

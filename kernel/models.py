@@ -98,7 +98,12 @@ class GrantRow(SQLModel, table=True):
     """A plan held by a user for a while. Rows are never deleted: revoking sets ``revoked_at``."""
 
     __tablename__ = "kernel_grants"
-    __table_args__ = (Index("ix_kernel_grants_pending", "start_notified", "end_notified"),)
+    # The periodic look for grants that started, ended or were revoked untold reads these, not every grant.
+    __table_args__ = (
+        Index("ix_kernel_grants_start", "start_notified", "starts_at"),
+        Index("ix_kernel_grants_end", "end_notified", "ends_at"),
+        Index("ix_kernel_grants_revoked", "end_notified", "revoked_at"),
+    )
 
     id: int | None = Field(default=None, primary_key=True)
     user_id: int = Field(foreign_key="kernel_users.id", index=True, ondelete="CASCADE")

@@ -23,6 +23,8 @@ if TYPE_CHECKING:
 
 KIND_LENGTH = 64
 TEXT_LENGTH = 500
+URL_LENGTH = 500
+DATA_LENGTH = 4000
 
 
 class Notifications:
@@ -55,15 +57,18 @@ class Notifications:
         user_id = user if isinstance(user, int) else user.id
         if "." not in kind or len(kind) > KIND_LENGTH:
             raise ValueError(f"notification kind '{kind}' must be '<plugin>.<name>', at most {KIND_LENGTH} characters")
-        if url and (not url.startswith("/") or url.startswith("//")):
-            raise ValueError("notification url must be a local path")
+        if url and (not url.startswith("/") or url.startswith("//") or "\\" in url or len(url) > URL_LENGTH):
+            raise ValueError(f"notification url must be a local path of at most {URL_LENGTH} characters")
+        encoded = json.dumps(data or {}, separators=(",", ":"))
+        if len(encoded) > DATA_LENGTH:
+            raise ValueError(f"notification data must encode to at most {DATA_LENGTH} characters of JSON")
         values = {
             "user_id": user_id,
             "kind": kind,
             "text": text[:TEXT_LENGTH],
-            "url": url[:500],
+            "url": url,
             "actor_id": actor.id if actor else None,
-            "data": json.dumps(data or {}, separators=(",", ":")),
+            "data": encoded,
             "created_at": utcnow(),
             "read_at": None,
         }

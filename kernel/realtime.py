@@ -27,7 +27,7 @@ import anyio.to_thread
 from starlette.websockets import WebSocket, WebSocketDisconnect
 
 from kernel.errors import ApiError
-from kernel.identity import User
+from kernel.identity import Credential, User
 
 if TYPE_CHECKING:
     from kernel.app import Kernel
@@ -58,13 +58,15 @@ def encode(message: dict[str, Any]) -> str:
 class Connection:
     """One open websocket of a signed-in user, as handlers see it."""
 
-    def __init__(self, hub: Hub, websocket: WebSocket, user: User) -> None:
+    def __init__(self, hub: Hub, websocket: WebSocket, user: User, credential: Credential | None = None) -> None:
         settings = hub.settings
         self.id = next(_connection_ids)
         self.hub = hub
         self.kernel = hub.kernel
         self.websocket = websocket
         self.user = user
+        # What authenticated the socket; re-checked every heartbeat, so that revoking it closes the socket.
+        self.credential = credential
         self.queue: asyncio.Queue[str | None] = asyncio.Queue(maxsize=settings.send_queue)
         self.closed = False
         self._tokens = float(settings.burst)
@@ -103,7 +105,7 @@ class Connection:
                 pass
         if self._writer is not None:
             self._writer.cancel()
-        asyncio.get_running_loop().create_task(self._close(code, reason))
+        self.hub.spawn(self._close(code, reason))
 
     async def _close(self, code: int, reason: str) -> None:
         try:
@@ -162,6 +164,7 @@ class Hub:
         self.handlers: dict[str, tuple[PluginRecord, Handler]] = {}
         self.control_listeners: list[Callable[[dict[str, Any]], None]] = []
         self._heartbeat: asyncio.Task[None] | None = None
+        self._tasks: set[asyncio.Future[None]] = set()
 
     # Lifecycle --------------------------------------------------------------------
 
@@ -181,9 +184,34 @@ class Hub:
         text = encode({"type": "kernel.heartbeat"})
         while True:
             await asyncio.sleep(self.settings.heartbeat_seconds)
-            for connections in list(self.by_user.values()):
-                for connection in list(connections):
-                    connection.send_text(text)
+            connections = [connection for group in list(self.by_user.values()) for connection in group]
+            for connection in connections:
+                connection.send_text(text)
+            try:
+                await self._close_revoked(connections)
+            except Exception:
+                logger.exception("checking the credentials of open sockets failed")
+
+    async def _close_revoked(self, connections: list[Connection]) -> None:
+        """Close (4401) the sockets whose session ended or whose token was deleted since they opened."""
+        held = [connection for connection in connections if connection.credential is not None]
+        session_ids = {c.credential.id for c in held if c.credential.kind == "session"}  # type: ignore[union-attr]
+        token_ids = {c.credential.id for c in held if c.credential.kind == "token"}  # type: ignore[union-attr]
+        if not held:
+            return
+        live_sessions, live_tokens = await anyio.to_thread.run_sync(self.kernel.identity.live_credentials, session_ids, token_ids)
+        for connection in held:
+            credential = connection.credential
+            assert credential is not None
+            if credential.id not in (live_sessions if credential.kind == "session" else live_tokens):
+                connection.send({"type": "error", "ref": None, "code": "unauthorized", "message": "Your session ended; sign in again."})
+                connection.close(CLOSE_UNAUTHORIZED, "the credential was revoked", flush=True)
+
+    def spawn(self, work: Awaitable[None]) -> None:
+        """Run ``work`` in the background, holding on to it until it ends (the loop keeps only weak references)."""
+        task = asyncio.ensure_future(work)
+        self._tasks.add(task)
+        task.add_done_callback(self._tasks.discard)
 
     def register(self, record: PluginRecord, handlers: dict[str, Handler]) -> None:
         """Take a plugin's handlers; each type must be ``<plugin>.<name>`` (ValueError otherwise)."""
@@ -198,17 +226,31 @@ class Hub:
     # Sending ------------------------------------------------------------------------
 
     async def send_to_user(self, user: User | int, message: dict[str, Any]) -> None:
-        """Deliver ``message`` to every open connection of ``user``, in whichever process it is."""
+        """Deliver ``message`` to every open connection of ``user``, in whichever process it is.
+
+        Realtime messages are hints next to what the database holds: when the
+        bus cannot take one, it is logged and dropped, and the caller's
+        committed work does not fail for it.
+        """
         user_id = user if isinstance(user, int) else user.id
-        await self.bus.publish(f"u:{user_id}", encode(message))
+        await self._publish(f"u:{user_id}", encode(message))
 
     async def broadcast(self, message: dict[str, Any]) -> None:
-        """Deliver ``message`` to every open connection of the deployment."""
-        await self.bus.publish("all", encode(message))
+        """Deliver ``message`` to every open connection of the deployment (dropped, logged, if the bus fails)."""
+        await self._publish("all", encode(message))
 
     async def publish_control(self, message: dict[str, Any]) -> None:
-        """Tell every process of the deployment (this one included) about a change, such as a switch."""
-        await self.bus.publish("control", encode(message))
+        """Tell every process of the deployment (this one included) about a change, such as a switch.
+
+        Should the bus fail, the others still learn of it by the periodic refresh.
+        """
+        await self._publish("control", encode(message))
+
+    async def _publish(self, target: str, payload: str) -> None:
+        try:
+            await self.bus.publish(target, payload)
+        except Exception as exc:
+            logger.error("the bus dropped a message for %s: %s", target, exc)
 
     def is_online(self, user: User | int) -> bool:
         """True when the user has an open connection to this process."""
@@ -293,7 +335,7 @@ class Hub:
         record = entry[0] if entry else self.kernel.plugins.records.get(plugin)
         if record is not None and record.booted and not record.running:
             raise ApiError(403, "plugin_disabled", f"The {record.title} feature is switched off on this deployment.")
-        if entry is None:
+        if entry is None or not entry[0].running:  # a plugin that failed keeps no handlers
             raise ApiError(400, "unknown_type", f"No handler for messages of type '{message_type}'.")
         record, handler = entry
         try:
@@ -317,7 +359,10 @@ def realtime_feature_required(feature: str) -> Callable[[Handler], Handler]:
     def decorate(handler: Handler) -> Handler:
         @functools.wraps(handler)
         async def checked(connection: Connection, message: dict[str, Any]) -> dict[str, Any] | None:
-            connection.kernel.entitlements.require(connection.user, feature)
+            entitlements = connection.kernel.entitlements
+            if not entitlements.is_cached(connection.user.id):
+                await anyio.to_thread.run_sync(entitlements.held_plans, connection.user.id)
+            entitlements.require(connection.user, feature)
             result = handler(connection, message)
             return await result if inspect.isawaitable(result) else result
 
@@ -357,7 +402,7 @@ async def websocket_endpoint(websocket: WebSocket) -> None:
         return
     unread = await anyio.to_thread.run_sync(kernel.notifications.unread_count, user)
     await kernel.prepare_users([user])
-    connection = Connection(hub, websocket, user)
+    connection = Connection(hub, websocket, user, credential)
     hub.add(connection)
     connection.send(
         {

@@ -9,15 +9,20 @@ came from the command line.
 
 from __future__ import annotations
 
+from collections.abc import Callable
 from dataclasses import dataclass, field
+from typing import TypeVar
 
 from sqlalchemy import Connection, delete, insert, select, update
+from sqlalchemy.exc import IntegrityError
 
 from kernel import audit
 from kernel.db import Database
 from kernel.errors import ApiError
 from kernel.identity import User
 from kernel.models import feature_rollouts, plugin_switches, utcnow
+
+T = TypeVar("T")
 
 
 @dataclass(frozen=True)
@@ -53,7 +58,7 @@ def set_plugin(db: Database, plugin: str, enabled: bool, actor: User | str) -> b
         audit.record(conn, actor, "plugin.enable" if enabled else "plugin.disable", plugin)
         return True
 
-    return db.write(work)
+    return _write_retrying(db, work)
 
 
 def set_rollout(db: Database, feature: str, percent: int, actor: User | str) -> None:
@@ -68,4 +73,13 @@ def set_rollout(db: Database, feature: str, percent: int, actor: User | str) -> 
             conn.execute(insert(feature_rollouts).values(feature=feature, percent=percent, updated_at=utcnow()))
         audit.record(conn, actor, "feature.rollout", feature, f"{100 if before is None else before}% -> {percent}%")
 
-    db.write(work)
+    _write_retrying(db, work)
+
+
+def _write_retrying(db: Database, work: Callable[[Connection], T]) -> T:
+    # Two operators switching the same thing at once both find no row and both
+    # insert; the loser tries again and now sees the winner's row.
+    try:
+        return db.write(work)
+    except IntegrityError:
+        return db.write(work)

@@ -3,6 +3,8 @@
 from __future__ import annotations
 
 import json
+import shutil
+import subprocess
 import time
 from collections.abc import Iterator
 from contextlib import contextmanager
@@ -18,7 +20,18 @@ from starlette.websockets import WebSocketDisconnect
 from websockets.exceptions import ConnectionClosed
 
 from kernel import create_app
-from tests.conftest import PASSWORD, RECORDER, REDIS_URL, LiveServer, UserClient, recorder_settings, running, serve, sign_up
+from tests.conftest import (
+    PASSWORD,
+    RECORDER,
+    REDIS_URL,
+    LiveServer,
+    UserClient,
+    free_port,
+    recorder_settings,
+    running,
+    serve,
+    sign_up,
+)
 
 
 def hello(ws: WebSocketTestSession) -> dict[str, Any]:
@@ -248,3 +261,52 @@ def test_messages_cross_between_two_server_processes_over_redis(tmp_path: Path) 
             as_bob = {"Authorization": f"Bearer {bob_token}"}
             assert httpx.put(f"{second}/api/users/alice/follow", headers=as_bob, timeout=30).status_code == 200
             assert json.loads(alice_on_first.recv(timeout=10))["notification"]["actor"]["username"] == "bob_b"
+
+
+def test_a_plugin_that_failed_at_start_up_handles_no_messages(tmp_path: Path) -> None:
+    settings = recorder_settings(tmp_path / "data", plugins={"enabled": ["recorder", "failing_startup"]})
+    app = create_app(settings, plugins={**RECORDER, "failing_startup": "tests.plugin_fixtures.failing_startup"})
+    with running(app):
+        alice = sign_up(app, "alice")
+        with alice.websocket_connect("/ws") as ws:
+            hello(ws)
+            ws.send_json({"type": "failing_startup.hi", "id": 1})
+            assert ws.receive_json()["code"] == "unknown_type"
+
+
+def test_revoking_a_token_closes_the_sockets_it_opened(tmp_path: Path) -> None:
+    app = realtime_app(tmp_path, heartbeat_seconds=0.2)
+    with LiveServer(app) as server:
+        alice = sign_up(app, "alice")
+        created = alice.post("/api/auth/tokens", json={"name": "phone"}).json()
+        with connect(server.url, created["token"]) as phone:
+            assert alice.delete(f"/api/auth/tokens/{created['id']}").status_code == 204
+            messages = []
+            with pytest.raises(ConnectionClosed) as closed:
+                while True:
+                    messages.append(json.loads(phone.recv(timeout=10)))
+    assert closed.value.rcvd is not None and closed.value.rcvd.code == 4401
+    assert messages[-1]["code"] == "unauthorized"
+
+
+REDIS_SERVER = shutil.which("redis-server")
+
+
+@pytest.mark.skipif(REDIS_SERVER is None, reason="redis-server is not installed (apt-get install redis-server)")
+def test_a_bus_failure_loses_the_push_but_not_the_change(tmp_path: Path) -> None:
+    port = free_port()
+    redis = subprocess.Popen([REDIS_SERVER, "--port", str(port), "--save", "", "--appendonly", "no"], stdout=subprocess.DEVNULL)
+    try:
+        deadline = time.monotonic() + 10
+        while subprocess.run(["redis-cli", "-p", str(port), "ping"], capture_output=True).returncode != 0 and time.monotonic() < deadline:
+            time.sleep(0.05)
+        app = create_app(recorder_settings(tmp_path / "data", bus={"url": f"redis://127.0.0.1:{port}/0"}), plugins=RECORDER)
+        with running(app):
+            alice, bob = sign_up(app, "alice"), sign_up(app, "bob_b")
+            redis.terminate()
+            redis.wait(timeout=10)
+            assert alice.put("/api/users/bob_b/follow").status_code == 200
+            assert bob.get("/api/notifications").json()["unread"] == 1
+    finally:
+        redis.kill()
+        redis.wait(timeout=10)

@@ -33,14 +33,19 @@
     socket.addEventListener("message", (event) => {
       let message;
       try { message = JSON.parse(event.data); } catch (error) { return; }
-      if ((message.type === "reply" || message.type === "error") && pending.has(message.ref)) {
+      // Whatever names a pending request's id answers it: a reply, a typed answer
+      // (kernel.pong, spaces.joined) or an error.
+      if (message.ref !== undefined && message.ref !== null && pending.has(message.ref)) {
         const { resolve, reject } = pending.get(message.ref);
         pending.delete(message.ref);
-        (message.type === "reply" ? resolve : reject)(message);
+        (message.type === "error" ? reject : resolve)(message);
       }
       emit(message.type, message);
     });
     socket.addEventListener("close", (event) => {
+      // Answers to requests sent on this socket will never come.
+      for (const { reject } of pending.values()) reject({ type: "error", code: "disconnected", message: "The connection dropped." });
+      pending.clear();
       emit("close", { code: event.code });
       // Signed out (4401) or refused (4403): reconnecting would not help.
       if (event.code === 4401 || event.code === 4403) return;

@@ -19,3 +19,12 @@ def register_routes() -> list[Route]:
 @hookimpl
 async def startup() -> None:
     raise ConnectionError("could not reach the upstream service")
+
+
+def hello(connection, message) -> dict:  # type: ignore[no-untyped-def]
+    return {"said": "this handler ran although start-up failed"}
+
+
+@hookimpl
+def register_realtime() -> dict:
+    return {"failing_startup.hi": hello}

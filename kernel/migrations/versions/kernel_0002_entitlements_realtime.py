@@ -33,7 +33,9 @@ def upgrade() -> None:
         sa.Column("end_notified", sa.Boolean(), nullable=False),
     )
     op.create_index("ix_kernel_grants_user_id", "kernel_grants", ["user_id"])
-    op.create_index("ix_kernel_grants_pending", "kernel_grants", ["start_notified", "end_notified"])
+    op.create_index("ix_kernel_grants_start", "kernel_grants", ["start_notified", "starts_at"])
+    op.create_index("ix_kernel_grants_end", "kernel_grants", ["end_notified", "ends_at"])
+    op.create_index("ix_kernel_grants_revoked", "kernel_grants", ["end_notified", "revoked_at"])
 
     op.create_table(
         "kernel_plugin_switches",
