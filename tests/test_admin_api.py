@@ -94,20 +94,17 @@ def test_operators_find_users_with_their_plans(app: Starlette) -> None:
 
 
 def test_the_cli_makes_an_operator(tmp_path: Path, capsys: pytest.CaptureFixture[str]) -> None:
+    data = str(tmp_path / "data")
     app = create_app(make_settings(tmp_path / "data"))
     with running(app):
-        cli_makes_an_operator(app, str(tmp_path / "data"), capsys)
-
-
-def cli_makes_an_operator(app: Starlette, data: str, capsys: pytest.CaptureFixture[str]) -> None:
-    alice = sign_up(app, "alice")
-    assert cli(["users", "set-admin", "alice", "--data-dir", data]) == 0
-    app.state.kernel.identity.forget_user(app.state.kernel.user("alice").id)
-    assert alice.get("/api/admin/plugins").status_code == 200
-    assert cli(["users", "show", "alice", "--data-dir", data]) == 0
-    assert '"is_admin": true' in capsys.readouterr().out
-    assert cli(["users", "set-admin", "alice", "--remove", "--data-dir", data]) == 0
-    app.state.kernel.identity.forget_user(app.state.kernel.user("alice").id)
-    assert_error(alice.get("/api/admin/plugins"), 403, "admin_required")
-    entries = [(entry["actor"], entry["action"]) for entry in make_operator(app, "oscar").get("/api/admin/audit").json()["results"]]
-    assert [action for actor, action in entries if actor.startswith("cli")] == ["user.remove_admin", "user.set_admin"]
+        alice = sign_up(app, "alice")
+        assert cli(["users", "set-admin", "alice", "--data-dir", data]) == 0
+        app.state.kernel.identity.forget_user(app.state.kernel.user("alice").id)
+        assert alice.get("/api/admin/plugins").status_code == 200
+        assert cli(["users", "show", "alice", "--data-dir", data]) == 0
+        assert '"is_admin": true' in capsys.readouterr().out
+        assert cli(["users", "set-admin", "alice", "--remove", "--data-dir", data]) == 0
+        app.state.kernel.identity.forget_user(app.state.kernel.user("alice").id)
+        assert_error(alice.get("/api/admin/plugins"), 403, "admin_required")
+        entries = [(entry["actor"], entry["action"]) for entry in make_operator(app, "oscar").get("/api/admin/audit").json()["results"]]
+        assert [action for actor, action in entries if actor.startswith("cli")] == ["user.remove_admin", "user.set_admin"]
