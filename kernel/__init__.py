@@ -5,15 +5,18 @@ A plugin imports from ``kernel`` only::
     from kernel import Feature, Manifest, hookimpl
 """
 
+from kernel.address_book import Page, decode_cursor, encode_cursor
 from kernel.app import Kernel, create_app, get_kernel
-from kernel.contract import Feature, Manifest, NavItem, ProfileAction
+from kernel.contract import Feature, Manifest, NavItem, ProfileAction, TextEntity
 from kernel.entitlements import Decision, Grant, Plan
 from kernel.errors import ApiError
 from kernel.guards import feature_required
 from kernel.hookspecs import hookimpl
 from kernel.http import JSONResponse, current_user, query_limit, read_json, require_user
-from kernel.identity import User
+from kernel.identity import User, iso
+from kernel.models import utcnow
 from kernel.realtime import Connection, realtime_feature_required
+from kernel.text import render_text
 from kernel.web import read_form, redirect, render
 
 __all__ = [
@@ -26,19 +29,26 @@ __all__ = [
     "Kernel",
     "Manifest",
     "NavItem",
+    "Page",
     "Plan",
     "ProfileAction",
+    "TextEntity",
     "User",
     "create_app",
     "current_user",
+    "decode_cursor",
+    "encode_cursor",
     "feature_required",
     "get_kernel",
     "hookimpl",
+    "iso",
     "query_limit",
     "realtime_feature_required",
+    "render_text",
     "read_form",
     "read_json",
     "redirect",
     "render",
     "require_user",
+    "utcnow",
 ]

@@ -242,6 +242,11 @@ class AddressBook:
             return rows, None
         return rows[:limit], encode_cursor(rows[limit - 1].username.lower())
 
+    def following_ids(self, user_id: int) -> list[int]:
+        """The ids of everyone ``user_id`` follows."""
+        query = select(follows.c.followee_id).where(follows.c.follower_id == user_id)
+        return list(self.db.read(lambda conn: conn.execute(query).scalars().all()))
+
     def blocked_either_way(self, user_id: int) -> set[int]:
         """Every user who blocked ``user_id`` or whom ``user_id`` blocked."""
         query = select(blocks.c.blocked_id).where(blocks.c.blocker_id == user_id).union(

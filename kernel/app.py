@@ -99,6 +99,14 @@ class Kernel:
         """True when ``other`` is in ``owner``'s address book."""
         return self.address_book.in_contacts(_id(owner), _id(other))
 
+    def following_ids(self, user: User | int) -> list[int]:
+        """The ids of everyone ``user`` follows (a timeline's authors)."""
+        return self.address_book.following_ids(_id(user))
+
+    def blocked_ids(self, user: User | int) -> set[int]:
+        """The ids of everyone ``user`` blocked or was blocked by: their content is hidden both ways."""
+        return self.address_book.blocked_either_way(_id(user))
+
     def user(self, username: str) -> User | None:
         """The user with this username, in any case, or None."""
         return self.identity.user_by_username(username)

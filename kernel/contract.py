@@ -86,3 +86,22 @@ class ProfileAction:
     feature: str | None = None
     # Set by the kernel, not by plugins: the viewer lacks ``feature``.
     locked: bool = False
+
+
+@dataclass(frozen=True)
+class TextEntity:
+    """A span of a text that a plugin recognised: ``text[start:end]``, such as ``@alice`` or ``$TSLA``.
+
+    :param kind: what it is (``mention``, ``hashtag``, ``url``, ``cashtag``).
+    :param href: where it links; the span's own text, escaped, is the link text.
+    :param html: markup to show instead of a plain link (a price chip); the
+        plugin vouches that it is safe. Left None, the kernel makes the link.
+    :param data: what a client may need besides (a user's name, a price).
+    """
+
+    start: int
+    end: int
+    kind: str
+    href: str | None = None
+    html: str | None = None
+    data: dict[str, object] = field(default_factory=dict)

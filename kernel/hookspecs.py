@@ -31,7 +31,7 @@ if TYPE_CHECKING:
     from starlette.routing import BaseRoute
 
     from kernel.app import Kernel
-    from kernel.contract import Feature, Manifest, NavItem, ProfileAction
+    from kernel.contract import Feature, Manifest, NavItem, ProfileAction, TextEntity
     from kernel.entitlements import Grant
     from kernel.identity import User
 
@@ -137,6 +137,23 @@ def profile_actions(request: Request, viewer: User | None, profile: User) -> Ite
     :param viewer: who is looking, or None.
     :param profile: whose profile it is.
     :returns: :class:`kernel.ProfileAction` objects.
+    """
+
+
+@hookspec
+def text_entities(kernel: Kernel, text: str) -> Iterable[TextEntity]:
+    """Recognise spans of a user's text that this plugin knows how to show.
+
+    Called by :func:`kernel.render_text` (the feed calls it for every post
+    it renders) for every running plugin; all results are collected. Where
+    spans overlap, the one starting first wins, then the longest. The text
+    outside the recognised spans is escaped; a span becomes a link to its
+    ``href``, or the entity's own ``html``. Keep it fast and free of
+    database queries where possible: it runs for every post shown.
+
+    :param kernel: the running :class:`kernel.Kernel`.
+    :param text: the text as its author wrote it.
+    :returns: :class:`kernel.TextEntity` objects with offsets into ``text``.
     """
 
 

@@ -42,6 +42,7 @@ def test_every_hook_is_called_in_a_running_deployment(tmp_path: Path) -> None:
         operator = make_operator(app, "oscar")
         operator.post("/api/admin/users/visitor/grants", json={"plan": "premium"})  # entitlements_changed
         operator.post("/api/admin/plugins/calls/disable")  # plugin_switched
+        assert visitor.post("/api/feed/posts", json={"text": "hello"}).status_code == 201  # text_entities
     called = {call.split(":")[0] for call in recorder.calls(kernel)}
     # manifest is read before the kernel exists, so the plugin list proves it instead.
     assert kernel.plugins.records["recorder"].manifest.version == "1.2.3"

@@ -14,16 +14,18 @@ from sqlmodel import SQLModel
 
 import kernel.models  # noqa: F401 - registers the kernel's tables on SQLModel.metadata
 from kernel.app import Kernel
+from plugins.feed import models as feed_models
 from kernel.plugins import BUNDLED_PLUGINS
 from tests.conftest import make_settings
 
 
 def test_migrations_build_exactly_the_models_schema(tmp_path: Path, database_url: str | None) -> None:
+    """The kernel's and the bundled plugins' migrations make the tables their models describe."""
     kernel = Kernel(make_settings(tmp_path / "data", database_url))
     kernel.upgrade_database()
     kernel_tables = sqlalchemy.MetaData()
-    for table in SQLModel.metadata.tables.values():
-        if table.name.startswith("kernel_"):
+    for table in [*SQLModel.metadata.tables.values(), *feed_models.metadata.tables.values()]:
+        if table.name.startswith(("kernel_", "feed_")):
             table.to_metadata(kernel_tables)
     with kernel.db.engine.connect() as connection:
         context = MigrationContext.configure(connection, opts={"compare_type": True})
@@ -39,7 +41,7 @@ def test_upgrade_twice_changes_nothing(tmp_path: Path, database_url: str | None)
     with kernel.db.engine.connect() as connection:
         versions = connection.exec_driver_sql("SELECT version_num FROM alembic_version").scalars().all()
     kernel.db.dispose()
-    assert versions == ["kernel_0002"]
+    assert sorted(versions) == ["feed_0001", "kernel_0002"]
 
 
 def test_a_plugin_branch_adds_its_tables(tmp_path: Path, database_url: str | None) -> None:

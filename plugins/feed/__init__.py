@@ -1,18 +1,54 @@
-"""Feed: posts, long-form posts, media, timelines, mentions and hashtags.
+"""Feed: posts, long-form posts, replies, likes, reposts, quotes, timelines, mentions and hashtags.
 
-For now the plugin declares only its manifest; its features arrive with its own issue.
+Media attachments, the pages and the live "new posts" bar come next
+(docs/feed.md says what is done).
 """
 
-from kernel import Manifest, hookimpl
+from __future__ import annotations
 
-__version__ = "0.1.0"
+from pathlib import Path
+
+from kernel import Feature, Kernel, Manifest, TextEntity, hookimpl
+from plugins.feed import api, entities
+from plugins.feed.posts import Feed
+
+__version__ = "0.2.0"
+HERE = Path(__file__).parent
 
 
 @hookimpl
 def manifest() -> Manifest:
     return Manifest(
         name="feed",
-        title="Feed",
+        title="Posts",
         version=__version__,
-        description="Posts, long-form posts, media, timelines, mentions and hashtags.",
+        description="Posts, replies, likes, reposts and timelines, with mentions and hashtags.",
+        migrations=HERE / "migrations",
     )
+
+
+@hookimpl
+def register_features() -> list[Feature]:
+    return [
+        Feature("feed.post", "Posts", "Write posts of up to 280 characters, reply, like and repost.", plan="free"),
+        Feature(
+            "feed.longform",
+            "Long posts",
+            "Write posts of up to 25,000 characters.",
+            plan="premium",
+            upsell="Posts longer than 280 characters are a premium feature. Subscribe to gain access.",
+        ),
+        Feature("feed.longvideo", "Long videos", "Attach videos longer than 2 minutes or larger than 50 MB.", plan="premium"),
+    ]
+
+
+@hookimpl
+def register_routes(kernel: Kernel) -> list:
+    # The service lives on the kernel object, never in a module global (two apps may share a process).
+    kernel.__dict__["feed"] = Feed(kernel)
+    return api.routes
+
+
+@hookimpl
+def text_entities(kernel: Kernel, text: str) -> list[TextEntity]:
+    return [*entities.find_mentions(kernel, text), *entities.find_hashtags(text), *entities.find_urls(text)]

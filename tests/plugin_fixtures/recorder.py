@@ -19,6 +19,7 @@ from kernel import (
     Manifest,
     NavItem,
     ProfileAction,
+    TextEntity,
     User,
     feature_required,
     get_kernel,
@@ -178,6 +179,17 @@ def entitlements_changed(kernel: Kernel, user: User, plan: str, change: str, gra
 @hookimpl
 async def plugin_switched(kernel: Kernel, plugin: str, enabled: bool) -> None:
     calls(kernel).append(f"plugin_switched:{plugin}:{'on' if enabled else 'off'}")
+
+
+@hookimpl
+def text_entities(kernel: Kernel, text: str) -> list[TextEntity]:
+    """``~rec`` becomes a badge of the recorder's own markup."""
+    calls(kernel).append("text_entities")
+    found, start = [], text.find("~rec")
+    while start != -1:
+        found.append(TextEntity(start, start + 4, "recording", html='<span class="rec">REC</span>'))
+        start = text.find("~rec", start + 4)
+    return found
 
 
 @hookimpl
