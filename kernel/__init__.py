@@ -7,7 +7,7 @@ A plugin imports from ``kernel`` only::
 
 from kernel.address_book import Page, decode_cursor, encode_cursor
 from kernel.app import Kernel, create_app, get_kernel
-from kernel.contract import Feature, Manifest, NavItem, ProfileAction, TextEntity
+from kernel.contract import Feature, Manifest, NavItem, ProfileAction, ProfileSection, TextEntity
 from kernel.entitlements import Decision, Grant, Plan
 from kernel.errors import ApiError
 from kernel.guards import feature_required
@@ -32,6 +32,7 @@ __all__ = [
     "Page",
     "Plan",
     "ProfileAction",
+    "ProfileSection",
     "TextEntity",
     "User",
     "create_app",

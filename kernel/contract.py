@@ -89,6 +89,20 @@ class ProfileAction:
 
 
 @dataclass(frozen=True)
+class ProfileSection:
+    """A block of a user's profile page (their posts, their Spaces), rendered from a plugin's template.
+
+    :param template: a template of the plugin (``feed/profile_posts.html``),
+        rendered inside the profile page with ``context`` added to the page's own.
+    """
+
+    title: str
+    template: str
+    context: dict[str, object] = field(default_factory=dict)
+    order: int = 100
+
+
+@dataclass(frozen=True)
 class TextEntity:
     """A span of a text that a plugin recognised: ``text[start:end]``, such as ``@alice`` or ``$TSLA``.
 

@@ -31,7 +31,7 @@ if TYPE_CHECKING:
     from starlette.routing import BaseRoute
 
     from kernel.app import Kernel
-    from kernel.contract import Feature, Manifest, NavItem, ProfileAction, TextEntity
+    from kernel.contract import Feature, Manifest, NavItem, ProfileAction, ProfileSection, TextEntity
     from kernel.entitlements import Grant
     from kernel.identity import User
 
@@ -83,6 +83,22 @@ def register_routes(kernel: Kernel) -> Iterable[BaseRoute]:
 
     :param kernel: the running :class:`kernel.Kernel`.
     :returns: ``starlette.routing.Route``, ``WebSocketRoute`` or ``Mount`` objects.
+    """
+
+
+@hookspec
+def profile_sections(request: Request, viewer: User | None, profile: User) -> Iterable[ProfileSection] | Awaitable[Iterable[ProfileSection]]:
+    """Contribute blocks to a user's profile page, below the profile card (the feed shows the user's posts).
+
+    Called for every profile page render, for running plugins only, the
+    owner's own view included; may be a coroutine function, so a plugin can
+    read its tables off the event loop. All results are collected and sorted
+    by ``order``. A plugin that raises is logged and left out of the page.
+
+    :param request: the page request.
+    :param viewer: who is looking, or None.
+    :param profile: whose profile it is.
+    :returns: :class:`kernel.ProfileSection` objects.
     """
 
 

@@ -16,7 +16,7 @@ from starlette.routing import Route
 from kernel.api_auth import ProfileIn, TokenIn, close_session, log_in, open_session, set_new_password, sign_up, update_profile
 from kernel.api_directory import find_user, follow_user
 from kernel.app import get_kernel
-from kernel.contract import ProfileAction
+from kernel.contract import ProfileAction, ProfileSection
 from kernel.errors import ApiError, not_found
 from kernel.http import current_session_id, current_user, validate
 from kernel.web import lock_if_needed, read_form, redirect, render, safe_next
@@ -163,11 +163,21 @@ async def profile_page(request: Request) -> Response:
             if isinstance(action, ProfileAction)
         ]
         actions.sort(key=lambda action: (action.order, action.label))
-    return render(
-        request,
-        "profile.html",
-        {"profile": profile, "actions": actions, "relation": getattr(request.state, "relation", {}), "verified": kernel.is_verified(profile)},
-    )
+    sections = [
+        section
+        for section in await kernel.plugins.collect_async("profile_sections", request=request, viewer=viewer, profile=profile)
+        if isinstance(section, ProfileSection)
+    ]
+    sections.sort(key=lambda section: (section.order, section.title))
+    await kernel.prepare_users([profile])
+    context = {
+        "profile": profile,
+        "actions": actions,
+        "sections": sections,
+        "relation": getattr(request.state, "relation", {}),
+        "verified": kernel.is_verified(profile),
+    }
+    return render(request, "profile.html", context)
 
 
 async def profile_list(request: Request) -> Response:

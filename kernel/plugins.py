@@ -434,6 +434,22 @@ class Plugins:
                 results.append(value)
         return results
 
+    async def collect_async(self, hook_name: str, **kwargs: Any) -> list[Any]:
+        """:meth:`collect` for hooks whose implementations may be coroutine functions."""
+        results: list[Any] = []
+        for value in self.collect(hook_name, **kwargs):
+            if inspect.isawaitable(value):
+                try:
+                    value = await value
+                except Exception:
+                    logger.exception("a plugin raised in hook %s", hook_name)
+                    continue
+            if isinstance(value, Iterable) and not isinstance(value, (str, bytes, Mapping)):
+                results.extend(value)
+            elif value is not None:
+                results.append(value)
+        return results
+
     async def notify(self, hook_name: str, **kwargs: Any) -> None:
         """Call an event hook on every running plugin, awaiting coroutines; errors are logged."""
         for record in self.running():

@@ -14,8 +14,8 @@ from sqlmodel import SQLModel
 
 import kernel.models  # noqa: F401 - registers the kernel's tables on SQLModel.metadata
 from kernel.app import Kernel
-from plugins.feed import models as feed_models
 from kernel.plugins import BUNDLED_PLUGINS
+from plugins.feed import models as feed_models
 from tests.conftest import make_settings
 
 

@@ -167,3 +167,14 @@ def test_logout_form_ends_the_session(alice: UserClient) -> None:
     token = csrf_of(alice.get("/", headers=HTML).text)
     alice.post("/logout", data={"csrf_token": token})
     assert alice.get("/api/me").status_code == 401
+
+
+def test_plugins_add_sections_to_profile_pages(tmp_path: Path) -> None:
+    from tests.conftest import RECORDER, recorder_settings, running
+
+    app = create_app(recorder_settings(tmp_path / "data"), plugins=RECORDER)
+    with running(app):
+        alice = sign_up(app, "alice")
+        page = alice.get("/@alice", headers=HTML).text
+    assert '<section class="profile-section" aria-label="Recordings">' in page
+    assert "Nothing recorded by @alice yet." in page

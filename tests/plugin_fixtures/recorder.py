@@ -19,6 +19,7 @@ from kernel import (
     Manifest,
     NavItem,
     ProfileAction,
+    ProfileSection,
     TextEntity,
     User,
     feature_required,
@@ -153,6 +154,12 @@ def profile_actions(request: Request, viewer: User | None, profile: User) -> lis
         ProfileAction(f"Wave at {profile.username}", f"/recorder/?wave={profile.username}", order=30),
         ProfileAction(f"Shout at {profile.username}", "/recorder/premium", order=31, feature="recorder.shout"),
     ]
+
+
+@hookimpl
+async def profile_sections(request: Request, viewer: User | None, profile: User) -> list[ProfileSection]:
+    calls(get_kernel(request)).append("profile_sections")
+    return [ProfileSection("Recordings", "recorder/section.html", {"owner": profile.username}, order=50)]
 
 
 @hookimpl
