@@ -75,6 +75,8 @@ class Kernel:
         # Hashing takes tens of milliseconds of CPU: it gets threads of its own so
         # that a burst of log-ins cannot starve the short database calls.
         self.password_limiter = anyio.CapacityLimiter(2)
+        # Paths that take bodies over server.max_body_bytes (uploads), and their own limits.
+        self.body_limits: dict[str, int] = {}
         self.realtime = Hub(self, make_bus(settings.bus.url, settings.bus.channel_prefix, settings.database_url))
         self.entitlements = Entitlements(self)
         self.notifications = Notifications(self)
@@ -137,6 +139,10 @@ class Kernel:
             "followers": user.followers,
             "following": user.following,
         }
+
+    def allow_large_bodies(self, path: str, max_bytes: int) -> None:
+        """Let requests to exactly ``path`` (an upload route) carry up to ``max_bytes``; call it from ``register_routes``."""
+        self.body_limits[path] = max_bytes
 
     def plugin_settings(self, name: str) -> Any:
         """A plugin's validated settings object (its manifest's model), or None."""
@@ -369,7 +375,7 @@ def create_app(settings: Settings | None = None, *, plugins: Mapping[str, Any] |
     ]
     middleware = [
         Middleware(RequestLogMiddleware, enabled=settings.log.requests),
-        Middleware(BodyLimitMiddleware, max_bytes=settings.server.max_body_bytes),
+        Middleware(BodyLimitMiddleware, max_bytes=settings.server.max_body_bytes, larger=kernel.body_limits),
         Middleware(AuthMiddleware, kernel=kernel),
     ]
     app = Starlette(middleware=middleware, exception_handlers=exception_handlers)

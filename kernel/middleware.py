@@ -90,17 +90,22 @@ class RequestLogMiddleware:
 
 
 class BodyLimitMiddleware:
-    """413 in the error shape for bodies over the limit, whether declared or streamed."""
+    """413 in the error shape for bodies over the limit, whether declared or streamed.
 
-    def __init__(self, app: ASGIApp, max_bytes: int) -> None:
+    ``larger`` maps exact paths to their own limits (upload routes, which
+    plugins declare with :meth:`Kernel.allow_large_bodies`).
+    """
+
+    def __init__(self, app: ASGIApp, max_bytes: int, larger: dict[str, int] | None = None) -> None:
         self.app = app
         self.max_bytes = max_bytes
+        self.larger = larger if larger is not None else {}
 
     async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
         if scope["type"] != "http":
             await self.app(scope, receive, send)
             return
-        limit = self.max_bytes
+        limit = self.larger.get(scope["path"], self.max_bytes)
         framed = False
         for name, value in scope["headers"]:
             if name == b"content-length":

@@ -214,7 +214,7 @@ def test_signed_out_visitors_read_but_do_not_write(app: Starlette, client: Any) 
     assert_error(client.get("/api/feed/home"), 401, "unauthorized")
 
 
-def test_attachments_are_refused_until_media_arrives(app: Starlette) -> None:
+def test_attachments_must_be_uploads_at_most_four(app: Starlette) -> None:
     alice = sign_up(app, "alice")
     assert_error(alice.post("/api/feed/posts", json={"text": "pic", "media": [1]}), 422, "unknown_media")
     assert_error(alice.post("/api/feed/posts", json={"text": "pics", "media": [1, 2, 3, 4, 5]}), 422, "validation_error")

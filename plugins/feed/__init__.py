@@ -11,6 +11,7 @@ from pathlib import Path
 from kernel import Feature, Kernel, Manifest, TextEntity, hookimpl
 from plugins.feed import api, entities
 from plugins.feed.posts import Feed
+from plugins.feed.settings import FeedSettings
 
 __version__ = "0.2.0"
 HERE = Path(__file__).parent
@@ -24,6 +25,7 @@ def manifest() -> Manifest:
         version=__version__,
         description="Posts, replies, likes, reposts and timelines, with mentions and hashtags.",
         migrations=HERE / "migrations",
+        settings_model=FeedSettings,
     )
 
 
@@ -45,7 +47,9 @@ def register_features() -> list[Feature]:
 @hookimpl
 def register_routes(kernel: Kernel) -> list:
     # The service lives on the kernel object, never in a module global (two apps may share a process).
-    kernel.__dict__["feed"] = Feed(kernel)
+    feed = kernel.__dict__["feed"] = Feed(kernel)
+    # Room for the largest video and its multipart framing.
+    kernel.allow_large_bodies("/api/feed/media", feed.media.limits.max_video_bytes + 64 * 1024)
     return api.routes
 
 

@@ -6,8 +6,9 @@ from typing import Any
 
 import anyio.to_thread
 from pydantic import BaseModel, ConfigDict, Field
+from starlette.datastructures import UploadFile
 from starlette.requests import Request
-from starlette.responses import Response
+from starlette.responses import FileResponse, Response
 from starlette.routing import Route
 
 from kernel import ApiError, JSONResponse, Kernel, User, current_user, get_kernel, query_limit, read_json, require_user
@@ -60,9 +61,7 @@ async def create_post(request: Request) -> Response:
     author = require_user(request)
     kernel = get_kernel(request)
     body = await read_json(request, PostIn)
-    if body.media:
-        raise ApiError(422, "unknown_media", "media: attachments are not accepted yet", field="media")
-    written = await anyio.to_thread.run_sync(feed_of(kernel).create, author, body.text, body.reply_to, body.quote_of)
+    written = await anyio.to_thread.run_sync(feed_of(kernel).create, author, body.text, body.reply_to, body.quote_of, body.media)
     await tell(kernel, author, written)
     return JSONResponse(written.post, status_code=201)
 
@@ -103,6 +102,35 @@ async def repost(request: Request) -> Response:
                 original, "feed.repost", f"@{viewer.username} reposted your post", url=f"/feed/posts/{answer['repost_of']['id']}", actor=viewer
             )
     return JSONResponse(answer, status_code=201 if created else 200)
+
+
+async def upload(request: Request) -> Response:
+    """``POST /api/feed/media`` (multipart, field ``file``) → 201 {id, kind, mime, size, width, height, duration, url}."""
+    owner = require_user(request)
+    kernel = get_kernel(request)
+    if not request.headers.get("content-type", "").startswith("multipart/form-data"):
+        raise ApiError(415, "unsupported_media_type", "Send the file as multipart/form-data, in a field named file.")
+    async with request.form(max_files=1, max_fields=5) as form:
+        upload_file = form.get("file")
+        if not isinstance(upload_file, UploadFile):
+            raise ApiError(422, "validation_error", "file: attach one file", field="file")
+        answer = await anyio.to_thread.run_sync(feed_of(kernel).media.upload, owner, upload_file.file)
+    return JSONResponse(answer, status_code=201)
+
+
+async def media_file(request: Request) -> Response:
+    """``GET /feed/media/{id}``: the file, with its type, for as long as browsers like, in ranges for video."""
+    kernel = get_kernel(request)
+    try:
+        media_id = int(request.path_params["media_id"])
+    except ValueError:
+        media_id = 0
+    found = await anyio.to_thread.run_sync(feed_of(kernel).media.file, current_user(request), media_id) if 0 < media_id <= MAX_ID else None
+    if found is None or not found[0].exists():
+        raise ApiError(404, "not_found", "There is no such file.")
+    path, mime = found
+    headers = {"Cache-Control": "private, max-age=31536000, immutable", "X-Content-Type-Options": "nosniff", "Content-Disposition": "inline"}
+    return FileResponse(path, media_type=mime, headers=headers)
 
 
 def _page(answer: Any) -> Response:
@@ -146,6 +174,8 @@ routes = [
     Route("/api/feed/posts/{post_id}/thread", thread, methods=["GET"]),
     Route("/api/feed/posts/{post_id}/like", like, methods=["PUT", "DELETE"]),
     Route("/api/feed/posts/{post_id}/repost", repost, methods=["POST"]),
+    Route("/api/feed/media", upload, methods=["POST"]),
+    Route("/feed/media/{media_id}", media_file, methods=["GET"]),
     Route("/api/feed/home", home, methods=["GET"]),
     Route("/api/feed/explore", explore, methods=["GET"]),
     Route("/api/feed/users/{username}", by_user, methods=["GET"]),

@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-from sqlalchemy import Boolean, Column, DateTime, ForeignKey, Index, Integer, MetaData, String, Table, Text
+from sqlalchemy import Boolean, Column, DateTime, Float, ForeignKey, Index, Integer, MetaData, String, Table, Text
 
 metadata = MetaData()
 
@@ -55,4 +55,23 @@ mentions = Table(
     metadata,
     Column("post_id", Integer, ForeignKey("feed_posts.id", ondelete="CASCADE"), primary_key=True),
     Column("user_id", Integer, ForeignKey("kernel_users.id", ondelete="CASCADE"), primary_key=True),
+)
+
+media = Table(
+    "feed_media",
+    metadata,
+    Column("id", Integer, primary_key=True),
+    Column("owner_id", Integer, ForeignKey("kernel_users.id", ondelete="CASCADE"), nullable=False),
+    # None until a post takes it.
+    Column("post_id", Integer, ForeignKey("feed_posts.id", ondelete="CASCADE"), nullable=True),
+    Column("kind", String(10), nullable=False),
+    Column("mime", String(40), nullable=False),
+    Column("size", Integer, nullable=False),
+    Column("width", Integer, nullable=False),
+    Column("height", Integer, nullable=False),
+    Column("duration", Float, nullable=True),
+    Column("storage_key", String(100), nullable=False),
+    Column("created_at", DateTime, nullable=False),
+    Index("ix_feed_media_post_id", "post_id"),
+    Index("ix_feed_media_owner_id", "owner_id"),
 )

@@ -16,7 +16,10 @@ from sqlalchemy.exc import IntegrityError
 
 from kernel import ApiError, Kernel, Page, User, decode_cursor, encode_cursor, iso, render_text, utcnow
 from plugins.feed.entities import HASHTAG, mention_names
+from plugins.feed.media import MediaLibrary
 from plugins.feed.models import hashtags, likes, mentions, posts
+from plugins.feed.settings import FeedSettings
+from plugins.feed.storage import LocalStorage
 
 SHORT_LIMIT = 280
 LONG_LIMIT = 25_000
@@ -45,6 +48,8 @@ class Feed:
     def __init__(self, kernel: Kernel) -> None:
         self.kernel = kernel
         self.db = kernel.db
+        limits = kernel.plugin_settings("feed") or FeedSettings()
+        self.media = MediaLibrary(kernel, LocalStorage(kernel.settings.data_dir / "media" / "feed"), limits)
 
     # Writing ---------------------------------------------------------------------------
 
@@ -59,8 +64,10 @@ class Feed:
             self.kernel.entitlements.require(author, LONGFORM)
         return text
 
-    def create(self, author: User, text: str, reply_to: int | None = None, quote_of: int | None = None) -> Written:
-        """Write a post (a reply, a quote); committed whole with its hashtags and mentions, or not at all."""
+    def create(
+        self, author: User, text: str, reply_to: int | None = None, quote_of: int | None = None, media_ids: list[int] | None = None
+    ) -> Written:
+        """Write a post (a reply, a quote); committed whole with its hashtags, mentions and attachments, or not at all."""
         self.check_text(author, text)
         blocked = self.kernel.blocked_ids(author)
         tags = sorted({match.group(1).lower() for match in HASHTAG.finditer(text)})
@@ -92,6 +99,7 @@ class Feed:
                 conn.execute(insert(hashtags), [{"tag": tag[:100], "post_id": post_id} for tag in tags])
             if mentioned:
                 conn.execute(insert(mentions), [{"post_id": post_id, "user_id": user.id} for user in mentioned])
+            self.media.attach(conn, author, post_id, media_ids or [])
             return post_id, parent.author_id if parent is not None else None, quoted.author_id if quoted is not None else None
 
         post_id, parent_author, quoted_author = self.db.write(work)
@@ -126,6 +134,7 @@ class Feed:
                 conn.execute(update(posts).where(posts.c.id == row.repost_of_id).values(reposts_count=posts.c.reposts_count - 1))
 
         self.db.write(work)
+        self.media.remove_for_post(post_id)
 
     def like(self, viewer: User, post_id: int, on: bool) -> dict[str, Any]:
         """Like or unlike; either is a no-op when already so. Returns the post."""
@@ -275,6 +284,7 @@ class Feed:
         authors = {row.author_id for row in every}
         self.kernel.entitlements.warm(authors)
         people = {author_id: self.kernel.user_by_id(author_id) for author_id in authors}
+        attached = self.media.of_posts([row.id for row in every])
 
         def one(row: Any, nested: bool) -> dict[str, Any] | None:
             author = people.get(row.author_id)
@@ -290,7 +300,7 @@ class Feed:
                 "reply_to": row.reply_to_id,
                 "quote_of": None,
                 "repost_of": None,
-                "media": [],
+                "media": attached.get(row.id, []),
                 "likes": row.likes_count,
                 "reposts": row.reposts_count,
                 "replies": row.replies_count,
