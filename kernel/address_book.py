@@ -247,6 +247,11 @@ class AddressBook:
         query = select(follows.c.followee_id).where(follows.c.follower_id == user_id)
         return list(self.db.read(lambda conn: conn.execute(query).scalars().all()))
 
+    def follower_ids(self, user_id: int) -> list[int]:
+        """The ids of everyone who follows ``user_id``."""
+        query = select(follows.c.follower_id).where(follows.c.followee_id == user_id)
+        return list(self.db.read(lambda conn: conn.execute(query).scalars().all()))
+
     def blocked_either_way(self, user_id: int) -> set[int]:
         """Every user who blocked ``user_id`` or whom ``user_id`` blocked."""
         query = select(blocks.c.blocked_id).where(blocks.c.blocker_id == user_id).union(

@@ -105,6 +105,10 @@ class Kernel:
         """The ids of everyone ``user`` follows (a timeline's authors)."""
         return self.address_book.following_ids(_id(user))
 
+    def follower_ids(self, user: User | int) -> list[int]:
+        """The ids of everyone who follows ``user`` (whom a new post of theirs concerns)."""
+        return self.address_book.follower_ids(_id(user))
+
     def blocked_ids(self, user: User | int) -> set[int]:
         """The ids of everyone ``user`` blocked or was blocked by: their content is hidden both ways."""
         return self.address_book.blocked_either_way(_id(user))

@@ -218,3 +218,13 @@ def test_attachments_must_be_uploads_at_most_four(app: Starlette) -> None:
     alice = sign_up(app, "alice")
     assert_error(alice.post("/api/feed/posts", json={"text": "pic", "media": [1]}), 422, "unknown_media")
     assert_error(alice.post("/api/feed/posts", json={"text": "pics", "media": [1, 2, 3, 4, 5]}), 422, "validation_error")
+
+
+def test_followers_with_the_app_open_hear_of_a_new_post(app: Starlette) -> None:
+    alice = sign_up(app, "alice")
+    bob = sign_up(app, "bob_b")
+    bob.put("/api/users/alice/follow")
+    with bob.websocket_connect("/ws") as tab:
+        tab.receive_json()
+        post = write(alice, "fresh")
+        assert tab.receive_json() == {"type": "feed.new_post", "post_id": post["id"], "author": "alice"}

@@ -56,6 +56,15 @@ async def tell(kernel: Kernel, author: User, written: Written) -> None:
             await kernel.notifications.notify(user, "feed.mention", f"{name} mentioned you", url=url, actor=author)
 
 
+async def announce(kernel: Kernel, author: User, post: dict[str, Any]) -> None:
+    """Tell the author's followers' open home timelines that there is something new (the "N new posts" bar)."""
+    message = {"type": "feed.new_post", "post_id": post["id"], "author": author.username}
+    # One message per follower: cheap in one process, and what a bus can route. An account with
+    # millions of followers would want a topic per author instead (docs/feed.md).
+    for follower_id in await anyio.to_thread.run_sync(kernel.follower_ids, author):
+        await kernel.realtime.send_to_user(follower_id, message)
+
+
 async def create_post(request: Request) -> Response:
     """``POST /api/feed/posts`` {text, reply_to?, quote_of?, media?} → 201 post."""
     author = require_user(request)
@@ -63,6 +72,7 @@ async def create_post(request: Request) -> Response:
     body = await read_json(request, PostIn)
     written = await anyio.to_thread.run_sync(feed_of(kernel).create, author, body.text, body.reply_to, body.quote_of, body.media)
     await tell(kernel, author, written)
+    await announce(kernel, author, written.post)
     return JSONResponse(written.post, status_code=201)
 
 
