@@ -17,7 +17,7 @@ from kernel.identity import User, iso
 from kernel.models import utcnow
 from kernel.realtime import Connection, realtime_feature_required
 from kernel.text import render_text
-from kernel.web import read_form, redirect, render
+from kernel.web import read_form, redirect, render, safe_next
 
 __all__ = [
     "ApiError",
@@ -51,5 +51,6 @@ __all__ = [
     "redirect",
     "render",
     "require_user",
+    "safe_next",
     "utcnow",
 ]

@@ -90,6 +90,6 @@ async def read_form(request: Request) -> dict[str, str]:
 
 def safe_next(target: str | None, default: str = "/") -> str:
     """A local path to go to after a form; never another site."""
-    if target and target.startswith("/") and not target.startswith("//") and "\\" not in target:
+    if target and target.startswith("/") and not target.startswith("//") and "\\" not in target and target.isprintable():
         return target
     return default

@@ -8,8 +8,10 @@ from __future__ import annotations
 
 from pathlib import Path
 
-from kernel import Feature, Kernel, Manifest, TextEntity, hookimpl
-from plugins.feed import api, entities
+from starlette.requests import Request
+
+from kernel import Feature, Kernel, Manifest, NavItem, ProfileSection, TextEntity, User, hookimpl
+from plugins.feed import api, entities, pages
 from plugins.feed.posts import Feed
 from plugins.feed.settings import FeedSettings
 
@@ -26,6 +28,8 @@ def manifest() -> Manifest:
         description="Posts, replies, likes, reposts and timelines, with mentions and hashtags.",
         migrations=HERE / "migrations",
         settings_model=FeedSettings,
+        templates=HERE / "templates",
+        static=HERE / "static",
     )
 
 
@@ -50,9 +54,22 @@ def register_routes(kernel: Kernel) -> list:
     feed = kernel.__dict__["feed"] = Feed(kernel)
     # Room for the largest video and its multipart framing.
     kernel.allow_large_bodies("/api/feed/media", feed.media.limits.max_video_bytes + 64 * 1024)
-    return api.routes
+    return [*api.routes, *pages.routes]
 
 
 @hookimpl
 def text_entities(kernel: Kernel, text: str) -> list[TextEntity]:
     return [*entities.find_mentions(kernel, text), *entities.find_hashtags(text), *entities.find_urls(text)]
+
+
+@hookimpl
+def nav_items(user: User | None) -> list[NavItem]:
+    items = [NavItem("Explore", "/feed/explore", order=20)]
+    if user is not None:
+        items.insert(0, NavItem("Home", "/feed/", order=10, requires_login=True))
+    return items
+
+
+@hookimpl
+async def profile_sections(request: Request, viewer: User | None, profile: User) -> list[ProfileSection]:
+    return await pages.profile_section(request, viewer, profile)

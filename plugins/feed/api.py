@@ -56,6 +56,14 @@ async def tell(kernel: Kernel, author: User, written: Written) -> None:
             await kernel.notifications.notify(user, "feed.mention", f"{name} mentioned you", url=url, actor=author)
 
 
+async def tell_repost(kernel: Kernel, reposter: User, original: dict[str, Any]) -> None:
+    """Tell a post's author that someone reposted it (shared by the API and the page)."""
+    author = await anyio.to_thread.run_sync(kernel.user, original["author"]["username"])
+    if author is not None and author.id != reposter.id:
+        url = f"/feed/posts/{original['id']}"
+        await kernel.notifications.notify(author, "feed.repost", f"@{reposter.username} reposted your post", url=url, actor=reposter)
+
+
 async def announce(kernel: Kernel, author: User, post: dict[str, Any]) -> None:
     """Tell the author's followers' open home timelines that there is something new (the "N new posts" bar)."""
     message = {"type": "feed.new_post", "post_id": post["id"], "author": author.username}
@@ -106,11 +114,7 @@ async def repost(request: Request) -> Response:
     kernel = get_kernel(request)
     answer, created = await anyio.to_thread.run_sync(feed_of(kernel).repost, viewer, _post_id(request))
     if created and answer["repost_of"] and answer["repost_of"].get("author"):
-        original = kernel.user(answer["repost_of"]["author"]["username"])
-        if original is not None and original.id != viewer.id:
-            await kernel.notifications.notify(
-                original, "feed.repost", f"@{viewer.username} reposted your post", url=f"/feed/posts/{answer['repost_of']['id']}", actor=viewer
-            )
+        await tell_repost(kernel, viewer, answer["repost_of"])
     return JSONResponse(answer, status_code=201 if created else 200)
 
 
