@@ -20,6 +20,7 @@ from sqlalchemy import (
     delete,
     exists,
     insert,
+    literal,
     or_,
     select,
     update,
@@ -246,6 +247,10 @@ class AddressBook:
         """The ids of everyone ``user_id`` follows."""
         query = select(follows.c.followee_id).where(follows.c.follower_id == user_id)
         return list(self.db.read(lambda conn: conn.execute(query).scalars().all()))
+
+    def following_query(self, user_id: int) -> Any:
+        """SELECT the ids ``user_id`` follows, and ``user_id`` itself."""
+        return select(follows.c.followee_id).where(follows.c.follower_id == user_id).union_all(select(literal(user_id)))
 
     def follower_ids(self, user_id: int) -> list[int]:
         """The ids of everyone who follows ``user_id``."""

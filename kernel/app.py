@@ -105,6 +105,14 @@ class Kernel:
         """The ids of everyone ``user`` follows (a timeline's authors)."""
         return self.address_book.following_ids(_id(user))
 
+    def following_query(self, user: User | int) -> Any:
+        """A SELECT of the ids ``user`` follows and of ``user``: a timeline's authors, to use inside a plugin's query.
+
+        Cheaper than sending a thousand ids as parameters, on SQLite; PostgreSQL
+        plans a long array parameter better (see plugins/feed/posts.py).
+        """
+        return self.address_book.following_query(_id(user))
+
     def follower_ids(self, user: User | int) -> list[int]:
         """The ids of everyone who follows ``user`` (whom a new post of theirs concerns)."""
         return self.address_book.follower_ids(_id(user))

@@ -184,6 +184,7 @@ class Identity:
         self.reserved = reserved
         self._credentials = TtlCache(CACHE_SECONDS)
         self._users = TtlCache(CACHE_SECONDS)
+        self._ids_by_name = TtlCache(CACHE_SECONDS)
 
     # Accounts -------------------------------------------------------------
 
@@ -219,10 +220,19 @@ class Identity:
         return user
 
     def user_by_username(self, username: str) -> User | None:
+        """The account with this name in any case; answered from the cache while its row is (names never change)."""
         if not is_username(username):
             return None
+        user_id = self._ids_by_name.get(username.lower())
+        if user_id is not None and (cached := self._users.get(user_id)) is not None:
+            return cached
         row = self.db.read(lambda conn: conn.execute(USER_BY_NAME, {"name": username.lower()}).first())
-        return None if row is None else user_from_row(row)
+        if row is None:
+            return None
+        user = user_from_row(row)
+        self._ids_by_name.put(username.lower(), user.id)
+        self._users.put(user.id, user)
+        return user
 
     def password_hash_of(self, username: str) -> tuple[int, str] | None:
         if not is_username(username):

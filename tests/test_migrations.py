@@ -41,7 +41,7 @@ def test_upgrade_twice_changes_nothing(tmp_path: Path, database_url: str | None)
     with kernel.db.engine.connect() as connection:
         versions = connection.exec_driver_sql("SELECT version_num FROM alembic_version").scalars().all()
     kernel.db.dispose()
-    assert sorted(versions) == ["feed_0002", "kernel_0002"]
+    assert sorted(versions) == ["feed_0003", "kernel_0002"]
 
 
 def test_a_plugin_branch_adds_its_tables(tmp_path: Path, database_url: str | None) -> None:

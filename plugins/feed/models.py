@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-from sqlalchemy import Boolean, Column, DateTime, Float, ForeignKey, Index, Integer, MetaData, String, Table, Text
+from sqlalchemy import Boolean, Column, DateTime, Float, ForeignKey, Index, Integer, MetaData, String, Table, Text, text
 
 metadata = MetaData()
 
@@ -29,6 +29,14 @@ posts = Table(
     Column("replies_count", Integer, nullable=False, default=0),
     Column("deleted", Boolean, nullable=False, default=False),
     Index("ix_feed_posts_author_id", "author_id", "id"),
+    # Timelines read only live posts: this index holds nothing else.
+    Index(
+        "ix_feed_posts_live_author",
+        "author_id",
+        "id",
+        sqlite_where=text("deleted = 0"),
+        postgresql_where=text("deleted = false"),
+    ),
     Index("ix_feed_posts_reply_to_id", "reply_to_id", "id"),
     Index("ix_feed_posts_repost_of_id", "repost_of_id", "author_id"),
 )
