@@ -29,18 +29,17 @@ import resource
 import sys
 from pathlib import Path
 
-import uvicorn
-
 REPO = Path(__file__).resolve().parent.parent
 if str(REPO) not in sys.path:
     sys.path.insert(0, str(REPO))  # so that the plugin's import path "bench.realtime_plugin" resolves
+
+import serve  # noqa: E402 - bench/serve.py, beside this file: how every benchmark runs uvicorn
 
 from kernel import Kernel, create_app, logs  # noqa: E402
 from kernel.passwords import hash_password  # noqa: E402
 from kernel.plugins import BUNDLED_PLUGINS  # noqa: E402
 from kernel.settings import Settings  # noqa: E402
 
-HOST = "127.0.0.1"
 PLUGIN = "bench"
 PLUGIN_MODULE = "bench.realtime_plugin"
 USERNAME_PREFIX = "rt"
@@ -108,19 +107,7 @@ def main() -> None:
         users = create_users(kernel, args.create_users)
         args.users_file.write_text(json.dumps(users))
 
-    uvicorn.run(
-        app,
-        host=HOST,
-        port=args.port,
-        loop="uvloop",
-        http="httptools",
-        ws=args.ws,
-        ws_max_size=max(16 * settings.realtime.max_message_bytes, 1 << 20),  # as `everything serve`
-        workers=1,
-        access_log=False,
-        log_config=None,
-        lifespan="on",
-    )
+    serve.run(app, args.port, ws=args.ws, ws_max_size=max(16 * settings.realtime.max_message_bytes, 1 << 20))  # as `everything serve`
 
 
 if __name__ == "__main__":

@@ -63,16 +63,22 @@ def main() -> None:
         app = kernel_app(args.data_dir, args.database_url, request_log=not args.no_request_log)
     else:
         app = bare_app()
+    run(app, args.port)
+
+
+def run(app: Starlette, port: int, **options: object) -> None:
+    """Serve ``app`` the way every benchmark does: one uvicorn worker on uvloop and httptools, no access log."""
     uvicorn.run(
         app,
         host=HOST,
-        port=args.port,
+        port=port,
         loop="uvloop",
         http="httptools",
         workers=1,
         access_log=False,
         log_config=None,
         lifespan="on",
+        **options,  # type: ignore[arg-type]
     )
 
 

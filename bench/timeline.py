@@ -487,7 +487,7 @@ class InProcess:
 
 
 def measure_in_process(kernel: Kernel, world: World, runs: int, warmup: int) -> InProcess:
-    feed = kernel.__dict__["feed"]
+    feed = kernel.plugin_state["feed"]
     reader = kernel.user_by_id(world.reader)
     if reader is None:
         raise RuntimeError("the reader was not loaded")
@@ -514,8 +514,10 @@ def measure_in_process(kernel: Kernel, world: World, runs: int, warmup: int) -> 
     def following() -> Any:
         return kernel.following_ids(reader)
 
+    blocked = kernel.blocked_ids(reader)
+
     def json_building() -> Any:
-        return feed.to_json(rows, reader)
+        return feed.to_json(rows, reader, blocked)
 
     latencies = [
         Latency("home(reader, None, 50): page 1", sample(page_one, runs, warmup)),
@@ -627,7 +629,7 @@ def run(args: argparse.Namespace, options: LoadOptions, use_wrk: bool) -> None:
         kernel = Kernel(settings)
         stack.callback(kernel.db.dispose)
         kernel.upgrade_database()
-        if "feed" not in kernel.__dict__:
+        if "feed" not in kernel.plugin_state:
             raise RuntimeError("the feed plugin is not running in this deployment")
         print(f"making the world: {args.users:,} users, {args.posts:,} posts, {args.likes:,} likes ...", flush=True)
         started = time.perf_counter()

@@ -17,7 +17,7 @@ from kernel.identity import User, iso
 from kernel.models import utcnow
 from kernel.realtime import Connection, realtime_feature_required
 from kernel.text import render_text
-from kernel.web import read_form, redirect, render, safe_next
+from kernel.web import login_redirect, read_form, redirect, render, safe_next
 
 __all__ = [
     "ApiError",
@@ -43,6 +43,7 @@ __all__ = [
     "get_kernel",
     "hookimpl",
     "iso",
+    "login_redirect",
     "query_limit",
     "realtime_feature_required",
     "render_text",

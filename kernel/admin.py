@@ -54,8 +54,14 @@ def set_admin(kernel: Kernel, user: User, is_admin: bool, actor: User | str) -> 
     kernel.identity.forget_user(user.id)
 
 
-def newest_users(kernel: Kernel, cursor: str | None, limit: int) -> Page:
-    """Every account, newest first: what operators see before they search."""
+def find_users(kernel: Kernel, q: str, cursor: str | None, limit: int) -> Page:
+    """The directory's search for ``q``; without one, every account newest first (what operators see before searching)."""
+    if q:
+        return kernel.address_book.search(q, limit, cursor)
+    return _newest_users(kernel, cursor, limit)
+
+
+def _newest_users(kernel: Kernel, cursor: str | None, limit: int) -> Page:
     after = decode_cursor(cursor, int)
     query = select(*USER_COLUMNS).order_by(users.c.id.desc()).limit(limit + 1)
     if after is not None:

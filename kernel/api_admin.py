@@ -54,11 +54,7 @@ async def list_users(request: Request) -> Response:
     admin.require_admin(request)
     kernel = get_kernel(request)
     q = request.query_params.get("q", "")[:50].strip()
-    cursor = request.query_params.get("cursor")
-    if q:
-        page = await anyio.to_thread.run_sync(kernel.address_book.search, q, query_limit(request), cursor)
-    else:
-        page = await anyio.to_thread.run_sync(admin.newest_users, kernel, cursor, query_limit(request))
+    page = await anyio.to_thread.run_sync(admin.find_users, kernel, q, request.query_params.get("cursor"), query_limit(request))
     await kernel.prepare_users(page.results)
     return JSONResponse({"results": [admin.user_admin_json(kernel, user) for user in page.results], "next_cursor": page.next_cursor})
 

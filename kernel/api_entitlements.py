@@ -4,7 +4,6 @@ from __future__ import annotations
 
 from typing import Any
 
-import anyio.to_thread
 from starlette.requests import Request
 from starlette.responses import Response
 from starlette.routing import Route
@@ -25,10 +24,7 @@ def plans_json(kernel: Kernel) -> list[dict[str, Any]]:
 async def entitlements(request: Request) -> Response:
     """``GET /api/entitlements``: every feature of the running plugins, whether the caller holds it, and if not, why."""
     kernel = get_kernel(request)
-    user = current_user(request)
-    if user is not None:
-        # The first check may query; keep it off the event loop.
-        await anyio.to_thread.run_sync(kernel.entitlements.held_plans, user.id)
+    user = current_user(request)  # whose plans the middleware has loaded
     results = []
     for info in kernel.entitlements.running_features():
         decision = kernel.entitlements.check(user, info.key)

@@ -75,6 +75,9 @@ class Kernel:
         # Hashing takes tens of milliseconds of CPU: it gets threads of its own so
         # that a burst of log-ins cannot starve the short database calls.
         self.password_limiter = anyio.CapacityLimiter(2)
+        # Each plugin's own objects (its services, its caches), by plugin name: state
+        # hangs off the kernel, never a module global.
+        self.plugin_state: dict[str, Any] = {}
         # Paths that take bodies over server.max_body_bytes (uploads), and their own limits.
         self.body_limits: dict[str, int] = {}
         self.realtime = Hub(self, make_bus(settings.bus.url, settings.bus.channel_prefix, settings.database_url))
@@ -189,12 +192,10 @@ class Kernel:
         # Few threads: with anyio's default of 40 they queue on the GIL, and every
         # short database call pays for the hand-overs (see bench/directory.py).
         anyio.to_thread.current_default_thread_limiter().total_tokens = DB_THREADS
-        auto = self.settings.database.auto_migrate
-        if auto or (auto is None and self.settings.is_embedded_database):
+        if self.settings.migrates_by_itself:
             await anyio.to_thread.run_sync(self.upgrade_database)
-        state = await anyio.to_thread.run_sync(switches.read_state, self.db)
-        self.entitlements.rollouts = dict(state.rollouts)
-        self.plugins.apply_switches(set(state.plugins_off))
+        # Plugins switched off before the restart start off, and are not told so.
+        self.take_switches(await anyio.to_thread.run_sync(switches.read_state, self.db))
         self.realtime.control_listeners.append(self._on_control)
         await self.realtime.start()
         await self.plugins.start(self)
@@ -230,12 +231,15 @@ class Kernel:
 
     # Operator actions ---------------------------------------------------------------
 
+    def take_switches(self, state: switches.SwitchState) -> list[PluginRecord]:
+        """Adopt stored switches: the rollouts, and each plugin's state; returns the plugins whose state changed."""
+        self.entitlements.rollouts = dict(state.rollouts)
+        return self.plugins.apply_switches(set(state.plugins_off))
+
     async def refresh_switches(self) -> None:
         """Read the stored switches and apply them: start or stop the plugins whose switch changed."""
         async with self._switch_lock:
-            state = await anyio.to_thread.run_sync(switches.read_state, self.db)
-            self.entitlements.rollouts = dict(state.rollouts)
-            changed = self.plugins.apply_switches(set(state.plugins_off))
+            changed = self.take_switches(await anyio.to_thread.run_sync(switches.read_state, self.db))
             # What requires a plugin stops before it, and starts after it.
             for record in reversed([record for record in changed if not record.running]):
                 await self.plugins.stop_one(record, self)

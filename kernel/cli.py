@@ -88,10 +88,8 @@ def _operator_kernel(args: argparse.Namespace, inspect_only: bool = False) -> Ke
     from kernel.app import Kernel
 
     kernel = Kernel(_settings(args), inspect_only=inspect_only)
-    if not inspect_only:
-        auto = kernel.settings.database.auto_migrate
-        if auto or (auto is None and kernel.settings.is_embedded_database):
-            kernel.upgrade_database()
+    if not inspect_only and kernel.settings.migrates_by_itself:
+        kernel.upgrade_database()
     return kernel
 
 
@@ -116,7 +114,7 @@ def cmd_plugins(args: argparse.Namespace) -> int:
     kernel = _operator_kernel(args, inspect_only=True)
     try:
         # Show the operator's run-time switches too, when the database has them.
-        kernel.plugins.apply_switches(set(switches.read_state(kernel.db).plugins_off))
+        kernel.take_switches(switches.read_state(kernel.db))
     except SQLAlchemyError:
         pass
     records = [record.as_json() for record in kernel.plugins.records.values()]
@@ -190,7 +188,7 @@ def cmd_features(args: argparse.Namespace) -> int:
     from kernel import admin, switches
 
     kernel = _operator_kernel(args)
-    kernel.entitlements.rollouts = dict(switches.read_state(kernel.db).rollouts)
+    kernel.take_switches(switches.read_state(kernel.db))
     if args.action == "rollout":
         if args.key not in kernel.entitlements.catalog.features:
             raise ApiError(404, "not_found", f"no feature '{args.key}'")

@@ -471,10 +471,6 @@ class Entitlements:
         rows = self.db.read(lambda conn: conn.execute(_GRANTS_OF.order_by(grants.c.id.desc()), {"user_id": user_id}).all())
         return [_grant(row) for row in rows]
 
-    def grant_by_id(self, grant_id: int) -> Grant | None:
-        row = self.db.read(lambda conn: conn.execute(select(grants).where(grants.c.id == grant_id)).first())
-        return _grant(row) if row else None
-
     # Telling plugins ---------------------------------------------------------------------
 
     def claim_due_events(self, limit: int = 200) -> list[tuple[Grant, str]]:

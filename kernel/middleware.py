@@ -18,7 +18,9 @@ from kernel.http import error_response
 
 if TYPE_CHECKING:
     from kernel.app import Kernel
+    from kernel.entitlements import Entitlements
     from kernel.identity import Credential, User
+    from kernel.notifications import Notifications
 
 SESSION_COOKIE = "everything_session"
 request_log = logging.getLogger("everything.requests")
@@ -148,6 +150,17 @@ def _too_large(limit: int) -> ApiError:
     return ApiError(413, "payload_too_large", f"The request body is larger than {limit} bytes.")
 
 
+def _is_page(scope: Scope) -> bool:
+    return scope["type"] == "http" and scope["method"] == "GET" and not scope["path"].startswith(("/api/", "/static/"))
+
+
+def _load(entitlements: Entitlements | None, notifications: Notifications | None, user: User) -> None:
+    if entitlements is not None:
+        entitlements.held_plans(user.id)
+    if notifications is not None:
+        notifications.unread_count(user)
+
+
 # Log-in and sign-up replace the session rather than act with it.
 CSRF_EXEMPT_PATHS = frozenset({"/api/auth/login", "/api/auth/signup"})
 
@@ -202,7 +215,7 @@ class AuthMiddleware:
                 await error_response(dead)(scope, receive, send)
                 return
             scope["credential"], scope["user"] = resolved
-            await self._load_plans(resolved[1])
+            await self._load_plans(resolved[1], scope)
         elif cookie_header:
             secret = cookie_parser(cookie_header).get(SESSION_COOKIE)
             if secret:
@@ -210,19 +223,22 @@ class AuthMiddleware:
                 resolved = await self._resolve("session", secret)
                 if resolved is not None:
                     scope["credential"], scope["user"] = resolved
-                    await self._load_plans(resolved[1])
+                    await self._load_plans(resolved[1], scope)
                     if _needs_csrf_header(scope) and not csrf.matches(secret, self.secret_key, _header(scope, b"x-csrf-token")):
                         refused = ApiError(403, "csrf_failed", "Send the X-CSRF-Token header with cookie-authenticated changes.")
                         await error_response(refused)(scope, receive, send)
                         return
         await self.app(scope, receive, send)
 
-    async def _load_plans(self, user: User) -> None:
-        # Every page shows the viewer's badge and locks: load their plans here, off the
-        # event loop, when the cache has let them go, rather than in the middle of a render.
-        entitlements = self.kernel.entitlements
-        if not entitlements.is_cached(user.id):
-            await anyio.to_thread.run_sync(entitlements.held_plans, user.id)
+    async def _load_plans(self, user: User, scope: Scope) -> None:
+        # Every answer may show the viewer's badge and locks, and every page their unread
+        # count: load what the caches have let go here, off the event loop, in one hop,
+        # rather than in the middle of a render.
+        entitlements, notifications = self.kernel.entitlements, self.kernel.notifications
+        plans = not entitlements.is_cached(user.id)
+        unread = _is_page(scope) and not notifications.is_cached(user.id)
+        if plans or unread:
+            await anyio.to_thread.run_sync(_load, entitlements if plans else None, notifications if unread else None, user)
 
     async def _resolve(self, kind: str, secret: str) -> tuple[Credential, User] | None:
         hit = self.identity.resolve_cached(kind, secret)

@@ -10,7 +10,6 @@ from __future__ import annotations
 import json
 from typing import TYPE_CHECKING, Any
 
-import anyio.to_thread
 from sqlalchemy import Connection, and_, func, insert, select, update
 
 from kernel.address_book import Page, decode_cursor, encode_cursor
@@ -83,6 +82,10 @@ class Notifications:
         await self.kernel.realtime.send_to_user(user_id, {"type": "kernel.notification", "notification": item, "unread": unread})
         return item
 
+    def is_cached(self, user_id: int) -> bool:
+        """True when :meth:`unread_count` needs no query."""
+        return self._unread.get(user_id) is not None
+
     def unread_count(self, user: User) -> int:
         """How many of the user's notifications are unread (cached for a few seconds)."""
         cached = self._unread.get(user.id)
@@ -151,7 +154,3 @@ def _count_unread(conn: Connection, user_id: int) -> int:
     query = select(func.count()).select_from(notifications).where(notifications.c.user_id == user_id, notifications.c.read_at.is_(None))
     return conn.execute(query).scalar_one()
 
-
-async def unread_count(kernel: Kernel, user: User) -> int:
-    """:meth:`Notifications.unread_count` off the event loop."""
-    return await anyio.to_thread.run_sync(kernel.notifications.unread_count, user)

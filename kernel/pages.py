@@ -19,13 +19,7 @@ from kernel.app import get_kernel
 from kernel.contract import ProfileAction, ProfileSection
 from kernel.errors import ApiError, not_found
 from kernel.http import current_session_id, current_user, validate
-from kernel.web import lock_if_needed, read_form, redirect, render, safe_next
-
-
-def _login_required(request: Request) -> Response | None:
-    if current_user(request) is None:
-        return redirect(f"/login?next={request.url.path}")
-    return None
+from kernel.web import lock_if_needed, login_required, read_form, redirect, render, safe_next
 
 
 async def home(request: Request) -> Response:
@@ -71,7 +65,7 @@ async def logout_page(request: Request) -> Response:
 
 
 async def settings_page(request: Request) -> Response:
-    if (response := _login_required(request)) is not None:
+    if (response := login_required(request)) is not None:
         return response
     return await _render_settings(request, {})
 
@@ -89,7 +83,7 @@ async def _render_settings(request: Request, extra: dict[str, Any], status_code:
 
 
 async def settings_action(request: Request) -> Response:
-    if (response := _login_required(request)) is not None:
+    if (response := login_required(request)) is not None:
         return response
     form = await read_form(request)
     kernel = get_kernel(request)
@@ -114,7 +108,7 @@ async def settings_action(request: Request) -> Response:
 
 
 async def revoke(request: Request) -> Response:
-    if (response := _login_required(request)) is not None:
+    if (response := login_required(request)) is not None:
         return response
     await read_form(request)
     kernel = get_kernel(request)
@@ -140,7 +134,7 @@ async def directory_page(request: Request) -> Response:
 
 
 async def contacts_page(request: Request) -> Response:
-    if (response := _login_required(request)) is not None:
+    if (response := login_required(request)) is not None:
         return response
     kernel = get_kernel(request)
     user = current_user(request)
@@ -205,7 +199,7 @@ PROFILE_ACTIONS = {
 
 async def profile_action(request: Request) -> Response:
     form = await read_form(request)
-    if (response := _login_required(request)) is not None:
+    if (response := login_required(request)) is not None:
         return response
     kernel = get_kernel(request)
     viewer = current_user(request)

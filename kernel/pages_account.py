@@ -12,7 +12,7 @@ from kernel.app import get_kernel
 from kernel.entitlements import Decision
 from kernel.errors import ApiError
 from kernel.http import current_user
-from kernel.web import read_form, redirect, render, safe_next
+from kernel.web import login_redirect, read_form, redirect, render, safe_next
 
 
 def upsell_page(request: Request, decision: Decision | None, status_code: int = 200) -> Response:
@@ -45,8 +45,6 @@ async def premium(request: Request) -> Response:
     key = request.query_params.get("feature")
     decision = None
     if key and key in kernel.entitlements.catalog.features:
-        if user is not None:
-            await anyio.to_thread.run_sync(kernel.entitlements.held_plans, user.id)
         decision = kernel.entitlements.check(user, key)
     return upsell_page(request, decision)
 
@@ -54,7 +52,7 @@ async def premium(request: Request) -> Response:
 async def notifications_page(request: Request) -> Response:
     user = current_user(request)
     if user is None:
-        return redirect(f"/login?next={request.url.path}")
+        return login_redirect(request)
     kernel = get_kernel(request)
     page, unread = await anyio.to_thread.run_sync(kernel.notifications.list, user, request.query_params.get("cursor"), 30)
     return render(request, "notifications.html", {"notifications": page.results, "next_cursor": page.next_cursor, "unread": unread})
@@ -64,7 +62,7 @@ async def mark_notifications_read(request: Request) -> Response:
     form = await read_form(request)
     user = current_user(request)
     if user is None:
-        return redirect("/login?next=/notifications")
+        return login_redirect(request, "/notifications")
     ids = None
     if form.get("id"):
         try:

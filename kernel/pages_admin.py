@@ -26,7 +26,7 @@ from kernel.entitlements import FREE, GRANT_SOURCES
 from kernel.errors import ApiError, not_found
 from kernel.http import current_user, validate
 from kernel.identity import User
-from kernel.web import read_form, redirect, render
+from kernel.web import login_required, read_form, redirect, render
 
 USERS_PER_PAGE = 20
 AUDIT_PER_PAGE = 50
@@ -34,15 +34,6 @@ RECENT_AUDIT = 10
 
 
 # Access ---------------------------------------------------------------------------------
-
-
-def _login_redirect(request: Request, back: str | None = None) -> Response | None:
-    """Signed out: the log-in page, coming back to ``back`` (this page by default) afterwards."""
-    if current_user(request) is not None:
-        return None
-    if back is None:
-        back = request.url.path + (f"?{request.url.query}" if request.url.query else "")
-    return redirect("/login?next=" + quote(back, safe="/"))
 
 
 def _clean_query(raw: str) -> str:
@@ -101,7 +92,7 @@ async def _render_overview(request: Request, extra: dict[str, Any], status_code:
 
 
 async def overview_page(request: Request) -> Response:
-    if (response := _login_redirect(request)) is not None:
+    if (response := login_required(request)) is not None:
         return response
     admin.require_admin(request)
     return await _render_overview(request, {})
@@ -110,7 +101,7 @@ async def overview_page(request: Request) -> Response:
 async def plugin_action(request: Request) -> Response:
     """``POST /admin/plugins/{name}/{action}``: switch a plugin on (``enable``) or off (``disable``)."""
     await read_form(request)
-    if (response := _login_redirect(request, "/admin")) is not None:
+    if (response := login_required(request, "/admin")) is not None:
         return response
     actor = admin.require_admin(request)
     kernel = get_kernel(request)
@@ -127,7 +118,7 @@ async def plugin_action(request: Request) -> Response:
 async def rollout_action(request: Request) -> Response:
     """``POST /admin/features/{key}/rollout``: the percent of users (0 to 100) a feature reaches."""
     form = await read_form(request)
-    if (response := _login_redirect(request, "/admin")) is not None:
+    if (response := login_required(request, "/admin")) is not None:
         return response
     actor = admin.require_admin(request)
     kernel = get_kernel(request)
@@ -145,16 +136,13 @@ async def rollout_action(request: Request) -> Response:
 
 async def users_page(request: Request) -> Response:
     """``GET /admin/users?q=&cursor=``: the directory's search (every account, newest first, without q), with plans and rights."""
-    if (response := _login_redirect(request)) is not None:
+    if (response := login_required(request)) is not None:
         return response
     admin.require_admin(request)
     kernel = get_kernel(request)
     q = _clean_query(request.query_params.get("q", ""))
     cursor = request.query_params.get("cursor") or None
-    if q:
-        page = await anyio.to_thread.run_sync(kernel.address_book.search, q, USERS_PER_PAGE, cursor)
-    else:
-        page = await anyio.to_thread.run_sync(admin.newest_users, kernel, cursor, USERS_PER_PAGE)
+    page = await anyio.to_thread.run_sync(admin.find_users, kernel, q, cursor, USERS_PER_PAGE)
     await kernel.prepare_users(page.results)
     rows = [
         {"person": person, "plans": kernel.plans_of(person), "verified": kernel.is_verified(person)} for person in page.results
@@ -212,7 +200,7 @@ async def _render_user(request: Request, person: User, extra: dict[str, Any], st
 
 
 async def user_page(request: Request) -> Response:
-    if (response := _login_redirect(request)) is not None:
+    if (response := login_required(request)) is not None:
         return response
     admin.require_admin(request)
     person = await find_user(get_kernel(request), request.path_params["username"])
@@ -223,7 +211,7 @@ async def _user_form(request: Request) -> tuple[dict[str, str], User, User] | Re
     """The checks every user form goes through: CSRF, signed in, operator, the user exists."""
     form = await read_form(request)
     username = request.path_params["username"]
-    if (response := _login_redirect(request, f"/admin/users/{username}")) is not None:
+    if (response := login_required(request, f"/admin/users/{username}")) is not None:
         return response
     actor = admin.require_admin(request)
     person = await find_user(get_kernel(request), username)
@@ -292,7 +280,7 @@ async def operator_action(request: Request) -> Response:
 
 async def audit_page(request: Request) -> Response:
     """``GET /admin/audit?cursor=``: every change operators, tools and plugins made, newest first."""
-    if (response := _login_redirect(request)) is not None:
+    if (response := login_required(request)) is not None:
         return response
     admin.require_admin(request)
     kernel = get_kernel(request)

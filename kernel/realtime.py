@@ -292,9 +292,6 @@ class Hub:
         if connection._writer is not None and not connection._writer.done():
             connection._writer.cancel()
 
-    def connection_count(self) -> int:
-        return sum(len(connections) for connections in self.by_user.values())
-
     # Receiving -----------------------------------------------------------------------
 
     async def dispatch(self, connection: Connection, text: str) -> None:
@@ -401,7 +398,6 @@ async def websocket_endpoint(websocket: WebSocket) -> None:
         await websocket.close(CLOSE_FORBIDDEN_ORIGIN, "forbidden origin")
         return
     unread = await anyio.to_thread.run_sync(kernel.notifications.unread_count, user)
-    await kernel.prepare_users([user])
     connection = Connection(hub, websocket, user, credential)
     hub.add(connection)
     connection.send(

@@ -198,6 +198,12 @@ class Settings(_Section):
     def is_embedded_database(self) -> bool:
         return not self.database.url
 
+    @property
+    def migrates_by_itself(self) -> bool:
+        """Whether the kernel upgrades the schema before use: as ``database.auto_migrate`` says, else only the embedded SQLite."""
+        auto = self.database.auto_migrate
+        return auto if auto is not None else self.is_embedded_database
+
     def secret(self) -> str:
         assert self.secret_key is not None, "ensure_secret_key() runs at boot"
         return self.secret_key.get_secret_value()

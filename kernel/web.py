@@ -4,6 +4,7 @@ from __future__ import annotations
 
 from dataclasses import replace
 from typing import TYPE_CHECKING, Any, TypeVar
+from urllib.parse import quote
 
 from starlette.requests import Request
 from starlette.responses import RedirectResponse, Response
@@ -65,6 +66,18 @@ def set_cookie(request: Request, response: Response, name: str, value: str, max_
     """Set a cookie the kernel's way: HttpOnly, SameSite=Lax, Secure behind HTTPS."""
     secure = request.url.scheme == "https" or get_kernel(request).settings.server.https
     response.set_cookie(name, value, max_age=max_age, httponly=True, samesite="lax", secure=secure, path="/")
+
+
+def login_redirect(request: Request, back: str | None = None) -> RedirectResponse:
+    """To the log-in page, coming back to ``back`` (this page, with its query, by default) afterwards."""
+    if back is None:
+        back = request.url.path + (f"?{request.url.query}" if request.url.query else "")
+    return redirect("/login?next=" + quote(back, safe="/"))
+
+
+def login_required(request: Request, back: str | None = None) -> RedirectResponse | None:
+    """None for a signed-in visitor; otherwise :func:`login_redirect`: pages call it first."""
+    return None if current_user(request) is not None else login_redirect(request, back)
 
 
 def redirect(url: str) -> RedirectResponse:

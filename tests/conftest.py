@@ -30,6 +30,9 @@ from kernel import create_app
 from kernel.plugins import BUNDLED_PLUGINS
 from kernel.settings import Settings, normalise_database_url
 
+# The browser tests' Chromium fixture lives with the rest of their kit.
+pytest_plugins = ["tests.browser_kit"]
+
 PASSWORD = "correct horse battery"
 POSTGRES_URL = os.environ.get("EVERYTHING_TEST_DATABASE_URL")
 REDIS_URL = os.environ.get("EVERYTHING_TEST_REDIS_URL")

@@ -4,36 +4,14 @@ from __future__ import annotations
 
 import re
 import secrets
-from collections.abc import Iterator
 from typing import Any
 
-import httpx
 import pytest
 
+from tests.browser_kit import BROWSER_MARKS, VIEWPORTS, assert_no_horizontal_scroll, signed_up
 from tests.conftest import PASSWORD, LiveServer
-from tests.test_browser import CHROMIUM, CHROMIUM_ARGS, VIEWPORTS, assert_no_horizontal_scroll
 
-pytestmark = [
-    pytest.mark.browser,
-    pytest.mark.skipif(not CHROMIUM.exists(), reason=f"Debian's chromium is not installed at {CHROMIUM} (apt-get install chromium)"),
-]
-
-
-@pytest.fixture(scope="module")
-def browser() -> Iterator[Any]:
-    sync_api = pytest.importorskip("playwright.sync_api", reason="the playwright package is not installed (pip install -e '.[test]')")
-    with sync_api.sync_playwright() as playwright:
-        launched = playwright.chromium.launch(executable_path=str(CHROMIUM), args=CHROMIUM_ARGS)
-        yield launched
-        launched.close()
-
-
-def signed_up(base_url: str, username: str, display_name: str) -> httpx.Client:
-    client = httpx.Client(base_url=base_url, timeout=30)
-    response = client.post("/api/auth/signup", json={"username": username, "password": PASSWORD, "display_name": display_name})
-    assert response.status_code == 201, response.text
-    client.headers["X-CSRF-Token"] = response.headers["X-CSRF-Token"]
-    return client
+pytestmark = BROWSER_MARKS
 
 
 @pytest.mark.parametrize("device", VIEWPORTS)

@@ -20,8 +20,8 @@ from starlette.websockets import WebSocketDisconnect
 from websockets.exceptions import ConnectionClosed
 
 from kernel import create_app
+from tests.browser_kit import signed_up
 from tests.conftest import (
-    PASSWORD,
     RECORDER,
     REDIS_URL,
     LiveServer,
@@ -186,10 +186,7 @@ def test_the_server_sends_heartbeats(tmp_path: Path) -> None:
 
 def bearer(base_url: str, username: str) -> str:
     """Sign up on a real server; returns an API token."""
-    client = httpx.Client(base_url=base_url, timeout=30)
-    signed_up = client.post("/api/auth/signup", json={"username": username, "password": PASSWORD})
-    assert signed_up.status_code == 201
-    response = client.post("/api/auth/tokens", json={"name": "test"}, headers={"X-CSRF-Token": signed_up.headers["X-CSRF-Token"]})
+    response = signed_up(base_url, username, username).post("/api/auth/tokens", json={"name": "test"})
     assert response.status_code == 201, response.text
     return response.json()["token"]
 

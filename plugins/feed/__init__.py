@@ -50,8 +50,7 @@ def register_features() -> list[Feature]:
 
 @hookimpl
 def register_routes(kernel: Kernel) -> list:
-    # The service lives on the kernel object, never in a module global (two apps may share a process).
-    feed = kernel.__dict__["feed"] = Feed(kernel)
+    feed = kernel.plugin_state["feed"] = Feed(kernel)
     # Room for the largest video and its multipart framing.
     kernel.allow_large_bodies("/api/feed/media", feed.media.limits.max_video_bytes + 64 * 1024)
     return [*api.routes, *pages.routes]

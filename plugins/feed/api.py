@@ -11,10 +11,10 @@ from starlette.requests import Request
 from starlette.responses import FileResponse, Response
 from starlette.routing import Route
 
-from kernel import ApiError, JSONResponse, Kernel, User, current_user, get_kernel, query_limit, read_json, require_user
-from plugins.feed.posts import Feed, Written
-
-MAX_ID = 2**31 - 1
+from kernel import ApiError, JSONResponse, current_user, get_kernel, query_limit, read_json, require_user
+from plugins.feed import actions
+from plugins.feed.actions import feed_of
+from plugins.feed.posts import MAX_ID
 
 
 class PostIn(BaseModel):
@@ -25,68 +25,18 @@ class PostIn(BaseModel):
     media: list[int] = Field(default_factory=list, max_length=4)
 
 
-def feed_of(kernel: Kernel) -> Feed:
-    return kernel.__dict__["feed"]
-
-
-def _post_id(request: Request) -> int:
-    try:
-        post_id = int(request.path_params["post_id"])
-    except ValueError:
-        post_id = 0
-    if not 0 < post_id <= MAX_ID:
-        raise ApiError(404, "not_found", "This post doesn't exist, or was deleted.")
-    return post_id
-
-
-async def tell(kernel: Kernel, author: User, written: Written) -> None:
-    """Notifications for a new post: the people it mentions, the author it answers or quotes."""
-    post = written.post
-    url = f"/feed/posts/{post['id']}"
-    name = f"@{author.username}"
-    told: set[int] = set()
-    if written.replied_to is not None:
-        await kernel.notifications.notify(written.replied_to, "feed.reply", f"{name} replied to your post", url=url, actor=author)
-        told.add(written.replied_to.id)
-    if written.quoted is not None and written.quoted.id not in told:
-        await kernel.notifications.notify(written.quoted, "feed.quote", f"{name} quoted your post", url=url, actor=author)
-        told.add(written.quoted.id)
-    for user in written.mentioned:
-        if user.id not in told:
-            await kernel.notifications.notify(user, "feed.mention", f"{name} mentioned you", url=url, actor=author)
-
-
-async def tell_repost(kernel: Kernel, reposter: User, original: dict[str, Any]) -> None:
-    """Tell a post's author that someone reposted it (shared by the API and the page)."""
-    author = await anyio.to_thread.run_sync(kernel.user, original["author"]["username"])
-    if author is not None and author.id != reposter.id:
-        url = f"/feed/posts/{original['id']}"
-        await kernel.notifications.notify(author, "feed.repost", f"@{reposter.username} reposted your post", url=url, actor=reposter)
-
-
-async def announce(kernel: Kernel, author: User, post: dict[str, Any]) -> None:
-    """Tell the author's followers' open home timelines that there is something new (the "N new posts" bar)."""
-    message = {"type": "feed.new_post", "post_id": post["id"], "author": author.username}
-    # One message per follower: cheap in one process, and what a bus can route. An account with
-    # millions of followers would want a topic per author instead (docs/feed.md).
-    for follower_id in await anyio.to_thread.run_sync(kernel.follower_ids, author):
-        await kernel.realtime.send_to_user(follower_id, message)
-
-
 async def create_post(request: Request) -> Response:
     """``POST /api/feed/posts`` {text, reply_to?, quote_of?, media?} → 201 post."""
     author = require_user(request)
     kernel = get_kernel(request)
     body = await read_json(request, PostIn)
-    written = await anyio.to_thread.run_sync(feed_of(kernel).create, author, body.text, body.reply_to, body.quote_of, body.media)
-    await tell(kernel, author, written)
-    await announce(kernel, author, written.post)
-    return JSONResponse(written.post, status_code=201)
+    post = await actions.publish(kernel, author, body.text, body.reply_to, body.quote_of, body.media)
+    return JSONResponse(post, status_code=201)
 
 
 async def post(request: Request) -> Response:
     kernel = get_kernel(request)
-    post_id = _post_id(request)
+    post_id = request.path_params["post_id"]
     if request.method == "DELETE":
         await anyio.to_thread.run_sync(feed_of(kernel).delete, require_user(request), post_id)
         return Response(status_code=204)
@@ -96,7 +46,7 @@ async def post(request: Request) -> Response:
 async def thread(request: Request) -> Response:
     kernel = get_kernel(request)
     answer = await anyio.to_thread.run_sync(
-        feed_of(kernel).thread, current_user(request), _post_id(request), request.query_params.get("cursor"), query_limit(request)
+        feed_of(kernel).thread, current_user(request), request.path_params["post_id"], request.query_params.get("cursor"), query_limit(request)
     )
     return JSONResponse(answer)
 
@@ -105,16 +55,14 @@ async def like(request: Request) -> Response:
     viewer = require_user(request)
     kernel = get_kernel(request)
     on = request.method == "PUT"
-    answer = await anyio.to_thread.run_sync(feed_of(kernel).like, viewer, _post_id(request), on)
+    answer = await anyio.to_thread.run_sync(feed_of(kernel).like, viewer, request.path_params["post_id"], on)
     return JSONResponse(answer)
 
 
 async def repost(request: Request) -> Response:
     viewer = require_user(request)
     kernel = get_kernel(request)
-    answer, created = await anyio.to_thread.run_sync(feed_of(kernel).repost, viewer, _post_id(request))
-    if created and answer["repost_of"] and answer["repost_of"].get("author"):
-        await tell_repost(kernel, viewer, answer["repost_of"])
+    answer, created = await actions.repost(kernel, viewer, request.path_params["post_id"])
     return JSONResponse(answer, status_code=201 if created else 200)
 
 
@@ -135,11 +83,7 @@ async def upload(request: Request) -> Response:
 async def media_file(request: Request) -> Response:
     """``GET /feed/media/{id}``: the file, with its type, for as long as browsers like, in ranges for video."""
     kernel = get_kernel(request)
-    try:
-        media_id = int(request.path_params["media_id"])
-    except ValueError:
-        media_id = 0
-    found = await anyio.to_thread.run_sync(feed_of(kernel).media.file, current_user(request), media_id) if 0 < media_id <= MAX_ID else None
+    found = await anyio.to_thread.run_sync(feed_of(kernel).media.file, current_user(request), request.path_params["media_id"])
     if found is None or not found[0].exists():
         raise ApiError(404, "not_found", "There is no such file.")
     path, mime = found
@@ -184,12 +128,12 @@ async def by_hashtag(request: Request) -> Response:
 
 routes = [
     Route("/api/feed/posts", create_post, methods=["POST"]),
-    Route("/api/feed/posts/{post_id}", post, methods=["GET", "DELETE"]),
-    Route("/api/feed/posts/{post_id}/thread", thread, methods=["GET"]),
-    Route("/api/feed/posts/{post_id}/like", like, methods=["PUT", "DELETE"]),
-    Route("/api/feed/posts/{post_id}/repost", repost, methods=["POST"]),
+    Route("/api/feed/posts/{post_id:int}", post, methods=["GET", "DELETE"]),
+    Route("/api/feed/posts/{post_id:int}/thread", thread, methods=["GET"]),
+    Route("/api/feed/posts/{post_id:int}/like", like, methods=["PUT", "DELETE"]),
+    Route("/api/feed/posts/{post_id:int}/repost", repost, methods=["POST"]),
     Route("/api/feed/media", upload, methods=["POST"]),
-    Route("/feed/media/{media_id}", media_file, methods=["GET"]),
+    Route("/feed/media/{media_id:int}", media_file, methods=["GET"]),
     Route("/api/feed/home", home, methods=["GET"]),
     Route("/api/feed/explore", explore, methods=["GET"]),
     Route("/api/feed/users/{username}", by_user, methods=["GET"]),

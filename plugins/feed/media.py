@@ -21,6 +21,7 @@ from plugins.feed.models import media
 from plugins.feed.storage import MediaStorage
 
 LONGVIDEO = "feed.longvideo"
+MAX_ID = 2**31 - 1  # the largest id a row can have; larger ones must not reach the database
 CHUNK = 1 << 20
 
 
@@ -173,6 +174,8 @@ class MediaLibrary:
 
     def file(self, viewer: User | None, media_id: int) -> tuple[Path, str] | None:
         """Where a file is, and its type. An upload not yet in a post is its owner's alone; None for anyone else."""
+        if not 0 < media_id <= MAX_ID:
+            return None
         row = self.db.read(lambda conn: conn.execute(select(media).where(media.c.id == media_id)).first())
         if row is None or (row.post_id is None and (viewer is None or viewer.id != row.owner_id)):
             return None

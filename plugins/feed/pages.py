@@ -26,21 +26,19 @@ from kernel import (
     User,
     current_user,
     get_kernel,
+    login_redirect,
     read_form,
     redirect,
     render,
     safe_next,
 )
-from plugins.feed.api import announce, feed_of, tell, tell_repost
+from plugins.feed import actions
+from plugins.feed.actions import feed_of
 from plugins.feed.posts import MAX_ID, grapheme_count
 
 PAGE_SIZE = 20
 PROFILE_POSTS = 10
 MAX_FORM_TEXT = 200_000  # as the API's model: longer is refused before counting
-
-
-def _login(path: str) -> Response:
-    return redirect(f"/login?next={quote(path)}")
 
 
 def _fragment(request: Request) -> bool:
@@ -99,7 +97,7 @@ async def home(request: Request) -> Response:
 async def _home(request: Request, composer: dict[str, Any] | None, status_code: int = 200) -> Response:
     viewer = current_user(request)
     if viewer is None:
-        return _login("/feed/")
+        return login_redirect(request, "/feed/")
     feed = feed_of(get_kernel(request))
     if composer is None:
         composer = _composer()
@@ -167,7 +165,7 @@ async def create(request: Request) -> Response:
     author = current_user(request)
     back = safe_next(form.get("next"), "/feed/")
     if author is None:
-        return _login(back)
+        return login_redirect(request, back)
     kernel = get_kernel(request)
     text = form.get("text", "")
     reply_to = quote_of = None
@@ -176,12 +174,10 @@ async def create(request: Request) -> Response:
         quote_of = _form_id(form, "quote_of")
         if len(text) > MAX_FORM_TEXT:
             raise ApiError(422, "post_too_long", "text: at most 25,000 characters", field="text")
-        written = await anyio.to_thread.run_sync(feed_of(kernel).create, author, text, reply_to, quote_of)
+        post = await actions.publish(kernel, author, text, reply_to, quote_of)
     except ApiError as error:
         return await _refused(request, text, error, reply_to, quote_of)
-    await tell(kernel, author, written)
-    await announce(kernel, author, written.post)
-    new_id = written.post["id"]
+    new_id = post["id"]
     if reply_to is not None:
         return redirect(f"{safe_next(form.get('next'), f'/feed/posts/{reply_to}')}#post-{new_id}")
     return redirect(safe_next(form.get("next"), f"/feed/posts/{new_id}"))
@@ -211,13 +207,22 @@ async def _acted(request: Request, form: dict[str, str], post: dict[str, Any], d
     return redirect(f"{back.split('#')[0]}#post-{post['id']}")
 
 
-async def like(request: Request) -> Response:
-    """``POST /feed/posts/{id}/like`` and ``…/unlike``."""
+async def _post_form(request: Request) -> tuple[dict[str, str], User, int] | Response:
+    """What every form on a post goes through: the CSRF check, then signing in (coming back to the post)."""
     form = await read_form(request)
     viewer = current_user(request)
     post_id = request.path_params["post_id"]
     if viewer is None:
-        return _login(f"/feed/posts/{post_id}")
+        return login_redirect(request, f"/feed/posts/{post_id}")
+    return form, viewer, post_id
+
+
+async def like(request: Request) -> Response:
+    """``POST /feed/posts/{id}/like`` and ``…/unlike``."""
+    checked = await _post_form(request)
+    if isinstance(checked, Response):
+        return checked
+    form, viewer, post_id = checked
     on = request.url.path.endswith("/like")
     post = await anyio.to_thread.run_sync(feed_of(get_kernel(request)).like, viewer, post_id, on)
     return await _acted(request, form, post, f"/feed/posts/{post_id}")
@@ -225,30 +230,23 @@ async def like(request: Request) -> Response:
 
 async def repost(request: Request) -> Response:
     """``POST /feed/posts/{id}/repost``: repost once (again is a no-op); its author hears of it."""
-    form = await read_form(request)
-    viewer = current_user(request)
-    post_id = request.path_params["post_id"]
-    if viewer is None:
-        return _login(f"/feed/posts/{post_id}")
-    kernel = get_kernel(request)
-    answer, created = await anyio.to_thread.run_sync(feed_of(kernel).repost, viewer, post_id)
+    checked = await _post_form(request)
+    if isinstance(checked, Response):
+        return checked
+    form, viewer, post_id = checked
+    answer, _ = await actions.repost(get_kernel(request), viewer, post_id)
     original = answer.get("repost_of") or {}
-    if created and original.get("author"):
-        await tell_repost(kernel, viewer, original)
     return await _acted(request, form, original if original.get("author") else answer, f"/feed/posts/{post_id}")
 
 
 async def delete(request: Request) -> Response:
     """``POST /feed/posts/{id}/delete``: delete one's own post (or undo one's repost); 403 for another's."""
-    form = await read_form(request)
-    viewer = current_user(request)
-    post_id = request.path_params["post_id"]
-    if viewer is None:
-        return _login(f"/feed/posts/{post_id}")
-    feed = feed_of(get_kernel(request))
-    post = await anyio.to_thread.run_sync(feed.get, viewer, post_id)
-    await anyio.to_thread.run_sync(feed.delete, viewer, post_id)
-    fallback = f"/feed/posts/{post['reply_to']}" if post["reply_to"] else "/feed/"
+    checked = await _post_form(request)
+    if isinstance(checked, Response):
+        return checked
+    form, viewer, post_id = checked
+    reply_to = await anyio.to_thread.run_sync(feed_of(get_kernel(request)).delete, viewer, post_id)
+    fallback = f"/feed/posts/{reply_to}" if reply_to else "/feed/"
     back = safe_next(form.get("next"), fallback)
     if back.split("#")[0].split("?")[0] == f"/feed/posts/{post_id}":
         back = fallback  # its own page is gone

@@ -16,7 +16,7 @@ from sqlalchemy.exc import IntegrityError
 
 from kernel import ApiError, Kernel, Page, User, decode_cursor, encode_cursor, iso, render_text, utcnow
 from plugins.feed.entities import HASHTAG, mention_names
-from plugins.feed.media import MediaLibrary
+from plugins.feed.media import MAX_ID, MediaLibrary
 from plugins.feed.models import hashtags, likes, mentions, posts
 from plugins.feed.settings import FeedSettings
 from plugins.feed.storage import LocalStorage
@@ -24,7 +24,6 @@ from plugins.feed.storage import LocalStorage
 SHORT_LIMIT = 280
 LONG_LIMIT = 25_000
 LONGFORM = "feed.longform"
-MAX_ID = 2**31 - 1
 
 
 def grapheme_count(text: str) -> int:
@@ -103,7 +102,7 @@ class Feed:
             return post_id, parent.author_id if parent is not None else None, quoted.author_id if quoted is not None else None
 
         post_id, parent_author, quoted_author = self.db.write(work)
-        post = self.get(author, post_id)
+        post = self.to_json([self._row(post_id)], author, blocked)[0]
         replied_to = self.kernel.user_by_id(parent_author) if parent_author not in (None, author.id) else None
         quoted_user = self.kernel.user_by_id(quoted_author) if quoted_author not in (None, author.id) else None
         return Written(post, mentioned, replied_to, quoted_user)
@@ -118,8 +117,11 @@ class Feed:
             raise ApiError(403, "blocked", "You can't interact with this account's posts.")
         return row
 
-    def delete(self, viewer: User, post_id: int) -> None:
-        """Delete one's own post: its text goes, a thread keeps its place. 403 for another's post."""
+    def delete(self, viewer: User, post_id: int) -> int | None:
+        """Delete one's own post: its text goes, a thread keeps its place. 403 for another's post.
+
+        Returns the id of the post it answered, where a page goes back to.
+        """
         row = self._row(post_id)
         if row.author_id != viewer.id:
             raise ApiError(403, "forbidden", "You can only delete your own posts.")
@@ -135,10 +137,12 @@ class Feed:
 
         self.db.write(work)
         self.media.remove_for_post(post_id)
+        return row.reply_to_id
 
     def like(self, viewer: User, post_id: int, on: bool) -> dict[str, Any]:
         """Like or unlike; either is a no-op when already so. Returns the post."""
-        row = self._visible_row(viewer, post_id)
+        blocked = self._blocked(viewer)
+        row = self._visible_row(post_id, blocked)
 
         def work(conn: Connection) -> None:
             exists = conn.execute(select(likes.c.post_id).where(likes.c.post_id == row.id, likes.c.user_id == viewer.id)).first()
@@ -153,13 +157,14 @@ class Feed:
             self.db.write(work)
         except IntegrityError:
             pass  # the same like, from a concurrent request: the state is what was asked
-        return self.get(viewer, row.id)
+        return self.to_json([self._row(row.id)], viewer, blocked)[0]
 
     def repost(self, viewer: User, post_id: int) -> tuple[dict[str, Any], bool]:
         """Repost to one's followers; reposting again returns the existing repost. (post, created)."""
-        row = self._visible_row(viewer, post_id)
+        blocked = self._blocked(viewer)
+        row = self._visible_row(post_id, blocked)
         if row.repost_of_id is not None:
-            row = self._visible_row(viewer, row.repost_of_id)
+            row = self._visible_row(row.repost_of_id, blocked)
 
         def work(conn: Connection) -> tuple[int, bool]:
             existing = conn.execute(
@@ -176,7 +181,7 @@ class Feed:
             return new_id, True
 
         repost_id, created = self.db.write(work)
-        return self.get(viewer, repost_id), created
+        return self.to_json([self._row(repost_id)], viewer, blocked)[0], created
 
     # Reading ----------------------------------------------------------------------------
 
@@ -186,21 +191,25 @@ class Feed:
             raise ApiError(404, "not_found", "This post doesn't exist, or was deleted.")
         return row
 
-    def _visible_row(self, viewer: User | None, post_id: int) -> Any:
+    def _blocked(self, viewer: User | None) -> set[int]:
+        """Whose posts ``viewer`` must not see: read once per request, handed to what needs it."""
+        return self.kernel.blocked_ids(viewer) if viewer is not None else set()
+
+    def _visible_row(self, post_id: int, blocked: set[int]) -> Any:
         row = self._row(post_id)
-        if viewer is not None and row.author_id in self.kernel.blocked_ids(viewer):
+        if row.author_id in blocked:
             raise ApiError(403, "blocked", "You can't see or interact with this account's posts.")
         return row
 
     def get(self, viewer: User | None, post_id: int) -> dict[str, Any]:
         """One post as the API shows it; 404 when missing or deleted, 403 across a block."""
-        row = self._visible_row(viewer, post_id)
-        return self.to_json([row], viewer)[0]
+        blocked = self._blocked(viewer)
+        return self.to_json([self._visible_row(post_id, blocked)], viewer, blocked)[0]
 
     def thread(self, viewer: User | None, post_id: int, cursor: str | None, limit: int) -> dict[str, Any]:
         """A post with the posts it answers (oldest first) and a page of its direct replies (oldest first)."""
-        row = self._visible_row(viewer, post_id)
-        blocked = self.kernel.blocked_ids(viewer) if viewer is not None else set()
+        blocked = self._blocked(viewer)
+        row = self._visible_row(post_id, blocked)
         ancestors = []
         parent_id = row.reply_to_id
         while parent_id is not None and len(ancestors) < 50:
@@ -219,16 +228,15 @@ class Feed:
         replies = self.db.read(lambda conn: conn.execute(query).all())
         more = len(replies) > limit
         replies = replies[:limit]
+        shown_ancestors = [r for r in ancestors if not r.deleted and r.author_id not in blocked]
+        # One to_json for the whole page: its likes, quoted posts and media are each one query.
+        shown = {item["id"]: item for item in self.to_json([*shown_ancestors, row, *replies], viewer, blocked)}
         return {
-            "ancestors": [self._tombstone(r) if r.deleted or r.author_id in blocked else self.to_json([r], viewer)[0] for r in ancestors],
-            "post": self.to_json([row], viewer)[0],
-            "replies": self.to_json(replies, viewer),
+            "ancestors": [shown.get(r.id) or {"id": r.id, "unavailable": True} for r in ancestors],
+            "post": shown[row.id],
+            "replies": [shown[r.id] for r in replies if r.id in shown],
             "next_cursor": encode_cursor(replies[-1].id) if more else None,
         }
-
-    @staticmethod
-    def _tombstone(row: Any) -> dict[str, Any]:
-        return {"id": row.id, "unavailable": True}
 
     def home(self, viewer: User, cursor: str | None, limit: int) -> Page:
         """Posts by the people ``viewer`` follows and by ``viewer``, newest first."""
@@ -257,13 +265,14 @@ class Feed:
         return self._page(viewer, posts.c.id.in_(tagged), cursor, limit)
 
     def _page(self, viewer: User | None, condition: Any, cursor: str | None, limit: int) -> Page:
+        """A timeline page: the posts matching ``condition``, newest first, none across a block."""
         after = decode_cursor(cursor, int)
         # Ids first, from the index of live posts by author; whole rows only for the page.
         # "== False" rather than "IS 0": SQLite uses the partial index only for the former.
         ids = select(posts.c.id).where(condition, posts.c.deleted == False).order_by(posts.c.id.desc()).limit(limit + 1)  # noqa: E712
         if after is not None:
             ids = ids.where(posts.c.id < after[0])
-        blocked = self.kernel.blocked_ids(viewer) if viewer is not None else set()
+        blocked = self._blocked(viewer)
         if blocked:
             ids = ids.where(posts.c.author_id.not_in(blocked))
         query = select(posts).where(posts.c.id.in_(ids.scalar_subquery())).order_by(posts.c.id.desc())
@@ -274,7 +283,7 @@ class Feed:
 
     # Showing --------------------------------------------------------------------------------
 
-    def to_json(self, rows: list[Any], viewer: User | None, blocked: set[int] | None = None) -> list[dict[str, Any]]:
+    def to_json(self, rows: list[Any], viewer: User | None, blocked: set[int]) -> list[dict[str, Any]]:
         """Posts as the API shows them, with the posts they quote or repost, in as few queries as the page allows."""
         referenced = {row.quote_of_id for row in rows if row.quote_of_id} | {row.repost_of_id for row in rows if row.repost_of_id}
         inner: dict[int, Any] = {}
@@ -287,8 +296,6 @@ class Feed:
             ids = [row.id for row in every]
             query = select(likes.c.post_id).where(likes.c.user_id == viewer.id, likes.c.post_id.in_(ids))
             liked = set(self.db.read(lambda conn: conn.execute(query).scalars().all()))
-        if blocked is None:
-            blocked = self.kernel.blocked_ids(viewer) if viewer is not None and referenced else set()
         authors = {row.author_id for row in every}
         self.kernel.entitlements.warm(authors)
         people = {author_id: self.kernel.user_by_id(author_id) for author_id in authors}

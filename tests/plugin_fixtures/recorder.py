@@ -36,7 +36,7 @@ class RecorderSettings(BaseModel):
 
 def calls(kernel: Kernel) -> list[str]:
     """The hooks called so far on ``kernel``, in order."""
-    return kernel.__dict__.setdefault("recorder_calls", [])
+    return kernel.plugin_state.setdefault("recorder", [])
 
 
 @hookimpl
