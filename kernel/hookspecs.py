@@ -34,6 +34,7 @@ if TYPE_CHECKING:
     from kernel.contract import Feature, Manifest, NavItem, ProfileAction, ProfileSection, TextEntity
     from kernel.entitlements import Grant
     from kernel.identity import User
+    from kernel.realtime import Connection
 
 PROJECT_NAME = "everything"
 
@@ -153,6 +154,71 @@ def profile_actions(request: Request, viewer: User | None, profile: User) -> Ite
     :param viewer: who is looking, or None.
     :param profile: whose profile it is.
     :returns: :class:`kernel.ProfileAction` objects.
+    """
+
+
+@hookspec
+def page_assets(request: Request, user: User | None) -> Iterable[str]:
+    """Add scripts and stylesheets to every page of the site, not only the plugin's own.
+
+    Called for every page render, for running plugins only; all results are
+    collected, in plugin order. Each result is a local URL path: one ending in
+    ``.css`` becomes a ``<link rel="stylesheet">`` in the head, any other a
+    deferred ``<script>`` after the kernel's realtime script. Anything not
+    starting with ``/`` is ignored. Use it for what must work wherever the
+    user is, such as an incoming-call overlay; a plugin's own pages include
+    their assets themselves. Keep it cheap: no database queries.
+
+    :param request: the page request.
+    :param user: the signed-in user, or None.
+    :returns: URL paths, such as ``/static/plugins/calls/calls.js``.
+    """
+
+
+@hookspec
+def settings_sections(request: Request, user: User) -> Iterable[ProfileSection] | Awaitable[Iterable[ProfileSection]]:
+    """Contribute sections to the signed-in user's settings page (``/settings``).
+
+    Called for every render of the settings page, for running plugins only;
+    may be a coroutine function. The results are collected and sorted by
+    ``order``, then title, and shown after the kernel's own sections, each
+    rendering its template with ``context``. A section that saves something
+    posts to a route of its plugin, with the page's ``csrf_token``. A plugin
+    that raises is logged and left out.
+
+    :param request: the page request.
+    :param user: whose settings they are.
+    :returns: :class:`kernel.ProfileSection` objects.
+    """
+
+
+@hookspec
+def realtime_connected(kernel: Kernel, connection: Connection) -> Awaitable[None] | None:
+    """React to a signed-in user opening a realtime connection (``/ws``).
+
+    Called for every running plugin after the connection's ``kernel.hello``
+    has been queued and before its first message is read, in the process
+    that holds the socket. May be a coroutine function; exceptions are
+    logged. ``connection.send`` reaches this tab alone, for instance to tell
+    it of a call that is ringing.
+
+    :param kernel: the running :class:`kernel.Kernel`.
+    :param connection: the new :class:`kernel.Connection`; ``connection.key``
+        names it across the deployment.
+    """
+
+
+@hookspec
+def realtime_disconnected(kernel: Kernel, connection: Connection) -> Awaitable[None] | None:
+    """React to a realtime connection closing, whoever closed it.
+
+    Called for every running plugin once per connection, after it has left
+    the hub (nothing more can be sent to it), in the process that held it.
+    May be a coroutine function; exceptions are logged. A user may still
+    have other connections: ``kernel.realtime.is_online(user)`` tells.
+
+    :param kernel: the running :class:`kernel.Kernel`.
+    :param connection: the :class:`kernel.Connection` that closed.
     """
 
 

@@ -78,7 +78,13 @@ async def _render_settings(request: Request, extra: dict[str, Any], status_code:
     tokens = await anyio.to_thread.run_sync(kernel.identity.list_tokens, user.id)
     blocked = await anyio.to_thread.run_sync(kernel.address_book.list_blocks, user, None, 50)
     await kernel.prepare_users(blocked.results)
-    context = {"sessions": sessions, "tokens": tokens, "blocked": blocked.results, **extra}
+    sections = [
+        section
+        for section in await kernel.plugins.collect_async("settings_sections", request=request, user=user)
+        if isinstance(section, ProfileSection)
+    ]
+    sections.sort(key=lambda section: (section.order, section.title))
+    context = {"sessions": sessions, "tokens": tokens, "blocked": blocked.results, "sections": sections, **extra}
     return render(request, "settings.html", context, status_code=status_code)
 
 

@@ -18,6 +18,7 @@ import inspect
 import itertools
 import json
 import logging
+import secrets
 import time
 from collections import deque
 from collections.abc import Awaitable, Callable
@@ -61,6 +62,8 @@ class Connection:
     def __init__(self, hub: Hub, websocket: WebSocket, user: User, credential: Credential | None = None) -> None:
         settings = hub.settings
         self.id = next(_connection_ids)
+        # Unique across the deployment's processes: what kernel.realtime.send_to_connection takes.
+        self.key = f"{hub.process_key}.{self.id}"
         self.hub = hub
         self.kernel = hub.kernel
         self.websocket = websocket
@@ -161,6 +164,8 @@ class Hub:
         self.settings = kernel.settings.realtime
         self.bus = bus
         self.by_user: dict[int, set[Connection]] = {}
+        self.by_key: dict[str, Connection] = {}
+        self.process_key = secrets.token_hex(4)
         self.handlers: dict[str, tuple[PluginRecord, Handler]] = {}
         self.control_listeners: list[Callable[[dict[str, Any]], None]] = []
         self._heartbeat: asyncio.Task[None] | None = None
@@ -235,6 +240,14 @@ class Hub:
         user_id = user if isinstance(user, int) else user.id
         await self._publish(f"u:{user_id}", encode(message))
 
+    async def send_to_connection(self, key: str, message: dict[str, Any]) -> None:
+        """Deliver ``message`` to the one connection named by ``key`` (a :attr:`Connection.key`), in whichever process holds it.
+
+        Nothing happens when that connection has closed. Like every realtime
+        message, it is dropped and logged when the bus fails.
+        """
+        await self._publish(f"c:{key}", encode(message))
+
     async def broadcast(self, message: dict[str, Any]) -> None:
         """Deliver ``message`` to every open connection of the deployment (dropped, logged, if the bus fails)."""
         await self._publish("all", encode(message))
@@ -264,6 +277,10 @@ class Hub:
                 return
             for connection in list(connections or ()):
                 connection.send_text(payload)
+        elif target.startswith("c:"):
+            connection = self.by_key.get(target[2:])
+            if connection is not None:
+                connection.send_text(payload)
         elif target == "all":
             for connections in list(self.by_user.values()):
                 for connection in list(connections):
@@ -280,6 +297,7 @@ class Hub:
 
     def add(self, connection: Connection) -> None:
         self.by_user.setdefault(connection.user.id, set()).add(connection)
+        self.by_key[connection.key] = connection
         connection._writer = asyncio.create_task(connection._write())
 
     def remove(self, connection: Connection) -> None:
@@ -288,6 +306,7 @@ class Hub:
             connections.discard(connection)
             if not connections:
                 del self.by_user[connection.user.id]
+        self.by_key.pop(connection.key, None)
         connection.closed = True
         if connection._writer is not None and not connection._writer.done():
             connection._writer.cancel()
@@ -409,6 +428,7 @@ async def websocket_endpoint(websocket: WebSocket) -> None:
             "max_message_bytes": hub.settings.max_message_bytes,
         }
     )
+    await kernel.plugins.notify("realtime_connected", kernel=kernel, connection=connection)
     try:
         while not connection.closed:
             message = await websocket.receive()
@@ -426,3 +446,4 @@ async def websocket_endpoint(websocket: WebSocket) -> None:
         pass
     finally:
         await connection.finish()
+        await kernel.plugins.notify("realtime_disconnected", kernel=kernel, connection=connection)

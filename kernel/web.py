@@ -28,6 +28,16 @@ def navigation(request: Request) -> list[NavItem]:
     return sorted((lock_if_needed(kernel, user, item) for item in shown), key=lambda item: (item.order, item.label))
 
 
+def page_assets(request: Request) -> tuple[list[str], list[str]]:
+    """The stylesheets and scripts that running plugins add to every page (local paths only)."""
+    paths = [path for path in get_kernel(request).plugins.collect("page_assets", request=request, user=current_user(request)) if _local(path)]
+    return [path for path in paths if path.endswith(".css")], [path for path in paths if not path.endswith(".css")]
+
+
+def _local(path: object) -> bool:
+    return isinstance(path, str) and path.startswith("/") and not path.startswith("//")
+
+
 T = TypeVar("T", NavItem, ProfileAction)
 
 
@@ -47,10 +57,13 @@ def render(request: Request, template: str, context: dict[str, Any] | None = Non
     kernel = get_kernel(request)
     token = csrf.token_for(request, kernel.secret_key)
     user = current_user(request)
+    stylesheets, scripts = page_assets(request)
     full = {
         "user": user,
         "unread": kernel.notifications.unread_count(user) if user is not None else 0,
         "nav": navigation(request),
+        "page_stylesheets": stylesheets,
+        "page_scripts": scripts,
         "csrf_token": token,
         "kernel": kernel,
         **(context or {}),

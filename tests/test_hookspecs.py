@@ -39,6 +39,9 @@ def test_every_hook_is_called_in_a_running_deployment(tmp_path: Path) -> None:
         sign_up(app, "visited")
         assert visitor.get("/@visited", headers={"accept": "text/html"}).status_code == 200
         assert visitor.get("/premium", headers={"accept": "text/html"}).status_code == 200  # subscribe_url
+        assert visitor.get("/settings", headers={"accept": "text/html"}).status_code == 200  # settings_sections
+        with visitor.websocket_connect("/ws") as ws:  # realtime_connected, realtime_disconnected
+            assert ws.receive_json()["type"] == "kernel.hello"
         operator = make_operator(app, "oscar")
         operator.post("/api/admin/users/visitor/grants", json={"plan": "premium"})  # entitlements_changed
         operator.post("/api/admin/plugins/calls/disable")  # plugin_switched

@@ -123,6 +123,27 @@ def test_profile_actions_come_from_plugins(tmp_path: Path) -> None:
     assert 'href="/recorder/"' in page  # its navigation item
 
 
+def test_plugin_scripts_and_stylesheets_reach_every_page_but_only_local_ones(tmp_path: Path) -> None:
+    settings = make_settings(tmp_path / "data", plugins={"enabled": [*BUNDLED_PLUGINS, "recorder"]})
+    app = create_app(settings, plugins={"recorder": "tests.plugin_fixtures.recorder"})
+    with TestClient(app):
+        viewer = sign_up(app, "viewer")
+        for path in ("/", "/directory", "/no/such/page"):
+            page = viewer.get(path, headers=HTML).text
+            assert '<link rel="stylesheet" href="/static/plugins/recorder/recorder.css">' in page, path
+            assert '<script src="/static/plugins/recorder/recorder.js" defer></script>' in page, path
+            assert "elsewhere.example" not in page, path
+
+
+def test_settings_page_shows_plugin_sections(tmp_path: Path) -> None:
+    settings = make_settings(tmp_path / "data", plugins={"enabled": [*BUNDLED_PLUGINS, "recorder"]})
+    app = create_app(settings, plugins={"recorder": "tests.plugin_fixtures.recorder"})
+    with TestClient(app):
+        page = sign_up(app, "viewer").get("/settings", headers=HTML).text
+    assert '<section class="card" aria-label="Recorder settings">' in page
+    assert "viewer" in page.split('aria-label="Recorder settings"', 1)[1]
+
+
 def test_own_profile_shows_no_actions_but_edit(alice: UserClient) -> None:
     page = alice.get("/@alice", headers=HTML).text
     assert ">Follow</button>" not in page

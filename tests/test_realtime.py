@@ -21,6 +21,7 @@ from websockets.exceptions import ConnectionClosed
 
 from kernel import create_app
 from tests.browser_kit import signed_up
+from tests.plugin_fixtures import recorder
 from tests.conftest import (
     RECORDER,
     REDIS_URL,
@@ -173,6 +174,33 @@ def test_send_to_user_reaches_every_open_connection_of_that_user_only(recorder_a
         assert laptop.receive_json() == {"type": "recorder.poked", "by": "alice"}
         bystander.send_json({"type": "kernel.ping", "id": "p"})
         assert bystander.receive_json()["type"] == "kernel.pong", "carol got nothing before her own answer"
+
+
+def test_send_to_connection_reaches_that_one_connection_only(recorder_app: Starlette) -> None:
+    bob = sign_up(recorder_app, "bob_b")
+    with bob.websocket_connect("/ws") as phone, bob.websocket_connect("/ws") as laptop:
+        hello(phone), hello(laptop)
+        laptop.send_json({"type": "recorder.whisper", "id": "who", "to": "nobody"})
+        laptop_key = laptop.receive_json()["key"]
+        phone.send_json({"type": "recorder.whisper", "id": 1, "to": laptop_key})
+        phone_key = phone.receive_json()["key"]
+        assert laptop.receive_json() == {"type": "recorder.whispered", "from": phone_key}
+        phone.send_json({"type": "kernel.ping", "id": "p"})
+        assert phone.receive_json()["type"] == "kernel.pong", "the phone got nothing before its own answer"
+
+
+def test_plugins_hear_of_each_connection_opening_and_closing(recorder_app: Starlette) -> None:
+    alice = sign_up(recorder_app, "alice")
+    with alice.websocket_connect("/ws") as ws:
+        hello(ws)
+        ws.send_json({"type": "recorder.whisper", "id": 1, "to": "nobody"})
+        key = ws.receive_json()["key"]
+    recorded = recorder.calls(recorder_app.state.kernel)
+    deadline = time.monotonic() + 5
+    while "realtime_disconnected:alice" not in recorded and time.monotonic() < deadline:
+        time.sleep(0.01)
+    assert f"realtime_connected:alice:{key}" in recorded
+    assert recorded.index(f"realtime_connected:alice:{key}") < recorded.index("realtime_disconnected:alice")
 
 
 def test_the_server_sends_heartbeats(tmp_path: Path) -> None:

@@ -98,6 +98,12 @@ async def flood(connection: Connection, message: dict) -> dict:
     return {"sent": int(message.get("count", 1))}
 
 
+async def whisper(connection: Connection, message: dict) -> dict:
+    """Send a message to one connection, by its key; the answer says which connection sent it."""
+    await connection.kernel.realtime.send_to_connection(str(message.get("to")), {"type": "recorder.whispered", "from": connection.key})
+    return {"key": connection.key}
+
+
 def crash(connection: Connection, message: dict) -> None:
     raise RuntimeError("the recorder's handler broke on purpose")
 
@@ -105,7 +111,15 @@ def crash(connection: Connection, message: dict) -> None:
 @hookimpl
 def register_realtime(kernel: Kernel) -> dict:
     calls(kernel).append("register_realtime")
-    return {"recorder.echo": echo, "recorder.shout": shout, "recorder.poke": poke, "recorder.crash": crash, "recorder.notify": notify, "recorder.flood": flood}
+    return {
+        "recorder.echo": echo,
+        "recorder.shout": shout,
+        "recorder.poke": poke,
+        "recorder.crash": crash,
+        "recorder.notify": notify,
+        "recorder.flood": flood,
+        "recorder.whisper": whisper,
+    }
 
 
 async def ping(request: Request) -> Response:
@@ -202,3 +216,25 @@ def text_entities(kernel: Kernel, text: str) -> list[TextEntity]:
 @hookimpl
 def user_created(kernel: Kernel, user: User) -> None:
     calls(kernel).append(f"user_created:{user.username}")
+
+
+@hookimpl
+def page_assets(request: Request, user: User | None) -> list[str]:
+    calls(get_kernel(request)).append("page_assets")
+    return ["/static/plugins/recorder/recorder.css", "/static/plugins/recorder/recorder.js", "https://elsewhere.example/x.js"]
+
+
+@hookimpl
+async def settings_sections(request: Request, user: User) -> list[ProfileSection]:
+    calls(get_kernel(request)).append("settings_sections")
+    return [ProfileSection("Recorder settings", "recorder/section.html", {"owner": user.username}, order=50)]
+
+
+@hookimpl
+def realtime_connected(kernel: Kernel, connection: Connection) -> None:
+    calls(kernel).append(f"realtime_connected:{connection.user.username}:{connection.key}")
+
+
+@hookimpl
+async def realtime_disconnected(kernel: Kernel, connection: Connection) -> None:
+    calls(kernel).append(f"realtime_disconnected:{connection.user.username}")

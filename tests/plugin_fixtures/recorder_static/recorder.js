@@ -1,0 +1,1 @@
+// recorder: proves plugin scripts reach every page
