@@ -230,15 +230,18 @@ class Hub:
 
     # Sending ------------------------------------------------------------------------
 
-    async def send_to_user(self, user: User | int, message: dict[str, Any]) -> None:
+    async def send_to_user(self, user: User | int, message: dict[str, Any], *, except_connection: str | None = None) -> None:
         """Deliver ``message`` to every open connection of ``user``, in whichever process it is.
 
+        ``except_connection`` (a :attr:`Connection.key`) leaves that one
+        connection out: the tab that caused the message already knows.
         Realtime messages are hints next to what the database holds: when the
         bus cannot take one, it is logged and dropped, and the caller's
         committed work does not fail for it.
         """
         user_id = user if isinstance(user, int) else user.id
-        await self._publish(f"u:{user_id}", encode(message))
+        target = f"u:{user_id}" if except_connection is None else f"u:{user_id}!{except_connection}"
+        await self._publish(target, encode(message))
 
     async def send_to_connection(self, key: str, message: dict[str, Any]) -> None:
         """Deliver ``message`` to the one connection named by ``key`` (a :attr:`Connection.key`), in whichever process holds it.
@@ -271,12 +274,14 @@ class Hub:
 
     def _deliver(self, target: str, payload: str) -> None:
         if target.startswith("u:"):
+            user_id, _, excluded = target[2:].partition("!")
             try:
-                connections = self.by_user.get(int(target[2:]))
+                connections = self.by_user.get(int(user_id))
             except ValueError:
                 return
             for connection in list(connections or ()):
-                connection.send_text(payload)
+                if connection.key != excluded:
+                    connection.send_text(payload)
         elif target.startswith("c:"):
             connection = self.by_key.get(target[2:])
             if connection is not None:

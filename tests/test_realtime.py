@@ -21,7 +21,6 @@ from websockets.exceptions import ConnectionClosed
 
 from kernel import create_app
 from tests.browser_kit import signed_up
-from tests.plugin_fixtures import recorder
 from tests.conftest import (
     RECORDER,
     REDIS_URL,
@@ -33,6 +32,7 @@ from tests.conftest import (
     serve,
     sign_up,
 )
+from tests.plugin_fixtures import recorder
 
 
 def hello(ws: WebSocketTestSession) -> dict[str, Any]:

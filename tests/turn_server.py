@@ -38,7 +38,6 @@ HOST = "127.0.0.1"
 REALM = "everything.test"
 RELAY_PORTS = 16  # each allocation takes one; a test needs a handful
 TURNSERVER = shutil.which("turnserver") or "/usr/bin/turnserver"
-MISSING = f"coturn's turnserver is not installed ({TURNSERVER}); apt-get install coturn"
 
 
 @dataclass(frozen=True)
@@ -48,6 +47,7 @@ class TurnServer:
     url: str  # turn:127.0.0.1:<port>?transport=udp
     secret: str  # the static-auth-secret
     port: int
+    relay_ports: range  # the UDP ports its allocations relay from
     log_path: Path
     host: str = HOST
     realm: str = REALM
@@ -163,7 +163,13 @@ def run_turn_server(workdir: Path, start_timeout: float = 10.0) -> Iterator[Turn
             stderr=subprocess.STDOUT,
             env={**os.environ, "LC_ALL": "C"},
         )
-    server = TurnServer(url=f"turn:{HOST}:{port}?transport=udp", secret=secret, port=port, log_path=log_path)
+    server = TurnServer(
+        url=f"turn:{HOST}:{port}?transport=udp",
+        secret=secret,
+        port=port,
+        relay_ports=range(relay_port, relay_port + RELAY_PORTS),
+        log_path=log_path,
+    )
     try:
         deadline = time.monotonic() + start_timeout
         while not (_answers_stun(port) and _answers_tcp(port)):
@@ -186,6 +192,6 @@ def run_turn_server(workdir: Path, start_timeout: float = 10.0) -> Iterator[Turn
 def turn_server(tmp_path_factory: pytest.TempPathFactory) -> Iterator[TurnServer]:
     """A coturn on 127.0.0.1 for this test module; skips when coturn is not installed."""
     if not os.access(TURNSERVER, os.X_OK):
-        pytest.skip(MISSING)
+        pytest.skip(f"coturn's turnserver is not installed ({TURNSERVER}); apt-get install coturn")
     with run_turn_server(tmp_path_factory.mktemp("coturn")) as server:
         yield server

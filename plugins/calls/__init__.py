@@ -1,11 +1,24 @@
-"""Calls: audio and video calls by username, with call screening.
+"""Calls: 1:1 audio and video calls by username, with call screening and an echo test.
 
-For now the plugin declares only its manifest; its features arrive with its own issue.
+The media flows between the two parties' browsers (WebRTC); the server
+carries the signaling over the kernel's realtime channel, keeps the call
+records and answers calls to ``@echo`` with a peer of its own. The protocol
+is docs/calls-protocol.md; the choices are in docs/calls.md.
 """
 
-from kernel import Manifest, hookimpl
+from __future__ import annotations
 
-__version__ = "0.1.0"
+from pathlib import Path
+
+from starlette.requests import Request
+
+from kernel import Connection, Feature, Kernel, Manifest, NavItem, ProfileAction, ProfileSection, User, hookimpl
+from plugins.calls import api, pages, signaling
+from plugins.calls.service import Calls
+from plugins.calls.settings import CallsSettings
+
+__version__ = "1.0.0"
+HERE = Path(__file__).parent
 
 
 @hookimpl
@@ -15,4 +28,69 @@ def manifest() -> Manifest:
         title="Calls",
         version=__version__,
         description="Audio and video calls by username, with call screening.",
+        settings_model=CallsSettings,
+        migrations=HERE / "migrations",
+        templates=HERE / "templates",
+        static=HERE / "static",
     )
+
+
+@hookimpl
+def register_features() -> list[Feature]:
+    upsell = "Audio and video calls are a premium feature. Subscribe to gain access."
+    return [
+        Feature("calls.audio", "Audio calls", "Call anyone by username, no phone number needed.", plan="premium", upsell=upsell),
+        Feature("calls.video", "Video calls", "Video calls by username, from any browser.", plan="premium", upsell=upsell),
+    ]
+
+
+@hookimpl
+def register_routes(kernel: Kernel) -> list:
+    kernel.plugin_state["calls"] = Calls(kernel, kernel.plugin_settings("calls"))
+    return [*api.routes, *pages.routes]
+
+
+@hookimpl
+def register_realtime(kernel: Kernel) -> dict:
+    return signaling.handlers(kernel.plugin_state["calls"].switchboard)
+
+
+@hookimpl
+async def startup(kernel: Kernel) -> None:
+    await kernel.plugin_state["calls"].switchboard.start()
+
+
+@hookimpl
+async def shutdown(kernel: Kernel) -> None:
+    record = kernel.plugins.records["calls"]
+    await kernel.plugin_state["calls"].switchboard.stop("plugin_disabled" if record.state == "off" else "disconnected")
+
+
+@hookimpl
+async def realtime_connected(connection: Connection) -> None:
+    await connection.kernel.plugin_state["calls"].switchboard.connected(connection)
+
+
+@hookimpl
+async def realtime_disconnected(connection: Connection) -> None:
+    await connection.kernel.plugin_state["calls"].switchboard.disconnected(connection)
+
+
+@hookimpl
+def nav_items(user: User | None) -> list[NavItem]:
+    return pages.nav_items(user)
+
+
+@hookimpl
+def profile_actions(request: Request, viewer: User | None, profile: User) -> list[ProfileAction]:
+    return pages.profile_actions(request, viewer, profile)
+
+
+@hookimpl
+def page_assets(request: Request, user: User | None) -> list[str]:
+    return pages.page_assets(request, user)
+
+
+@hookimpl
+async def settings_sections(request: Request, user: User) -> list[ProfileSection]:
+    return await pages.settings_sections(request, user)

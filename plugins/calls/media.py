@@ -1,0 +1,195 @@
+"""Media for scripted peers: a tone to send, a test picture to send, and a record of what arrived.
+
+The client library (:mod:`plugins.calls.client`), the sandbox's bots, the
+tests and the benchmark send these tracks and read :class:`ReceivedMedia`
+to tell whether a call carries sound and picture both ways: frame counts,
+sizes, sample rate, and the loudest frequency heard, which is how a test
+knows that the tone it hears is the other side's and not its own echo.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import collections
+import contextlib
+import fractions
+import math
+import time
+from collections.abc import Callable
+
+import av
+import numpy as np
+from aiortc.mediastreams import MediaStreamError, MediaStreamTrack
+
+AUDIO_PTIME = 0.020  # 20 ms frames, as browsers send Opus
+VIDEO_CLOCK_RATE = 90_000
+
+
+class ToneTrack(MediaStreamTrack):
+    """A sine tone of ``frequency`` Hz, 16-bit mono at ``sample_rate``, in 20 ms frames paced in real time."""
+
+    kind = "audio"
+
+    def __init__(self, frequency: float = 440.0, sample_rate: int = 48_000, amplitude: float = 0.3) -> None:
+        super().__init__()
+        if not 0 < frequency < sample_rate / 2:
+            raise ValueError(f"frequency must be between 0 and {sample_rate / 2:g} Hz")
+        self.frequency = frequency
+        self.sample_rate = sample_rate
+        self.amplitude = amplitude
+        self._samples = int(AUDIO_PTIME * sample_rate)
+        self._pts = 0
+        self._start: float | None = None
+
+    async def recv(self) -> av.AudioFrame:
+        if self.readyState != "live":
+            raise MediaStreamError
+        # Pace on an absolute schedule so that a late wake-up does not slow the tone down.
+        if self._start is None:
+            self._start = time.monotonic()
+        else:
+            self._pts += self._samples
+            delay = self._start + self._pts / self.sample_rate - time.monotonic()
+            if delay > 0:
+                await asyncio.sleep(delay)
+        # The phase follows the sample count, so frames join without clicks.
+        t = (self._pts + np.arange(self._samples)) / self.sample_rate
+        wave = (self.amplitude * 32767 * np.sin(2 * math.pi * self.frequency * t)).astype(np.int16)
+        frame = av.AudioFrame.from_ndarray(wave.reshape(1, -1), format="s16", layout="mono")
+        frame.sample_rate = self.sample_rate
+        frame.pts = self._pts
+        frame.time_base = fractions.Fraction(1, self.sample_rate)
+        return frame
+
+
+class TestPictureTrack(MediaStreamTrack):
+    """A moving test picture of ``width`` × ``height`` at ``fps`` frames a second (yuv420p).
+
+    Grey bars with a white stripe that sweeps across, so that every frame
+    differs (an encoder does not reduce it to nothing) and a person watching
+    a browser test can see that the picture is live.
+    """
+
+    kind = "video"
+    __test__ = False  # not a pytest test class, whatever its name says
+
+    def __init__(self, width: int = 320, height: int = 240, fps: int = 30) -> None:
+        super().__init__()
+        if width % 2 or height % 2 or width <= 0 or height <= 0:
+            raise ValueError("width and height must be positive and even (yuv420p)")
+        if not 0 < fps <= 120:
+            raise ValueError("fps must be between 1 and 120")
+        self.width, self.height, self.fps = width, height, fps
+        self._frames = self._pattern(width, height, frames=fps)
+        self._index = 0
+        self._start: float | None = None
+
+    @staticmethod
+    def _pattern(width: int, height: int, frames: int) -> list[np.ndarray]:
+        # Drawn once: making a picture per frame in numpy would cost more than encoding it.
+        bars = (np.arange(width) * 8 // width * 28 + 16).astype(np.uint8)
+        luma = np.tile(bars, (height, 1))
+        chroma = np.full((height // 2, width), 128, dtype=np.uint8)  # U and V planes, stacked as yuv420p wants
+        pictures = []
+        stripe = max(2, width // 16)
+        for number in range(frames):
+            y = luma.copy()
+            left = number * (width - stripe) // max(1, frames - 1)
+            y[:, left : left + stripe] = 235
+            pictures.append(np.concatenate([y, chroma]))
+        return pictures
+
+    async def recv(self) -> av.VideoFrame:
+        if self.readyState != "live":
+            raise MediaStreamError
+        if self._start is None:
+            self._start = time.monotonic()
+        else:
+            self._index += 1
+            delay = self._start + self._index / self.fps - time.monotonic()
+            if delay > 0:
+                await asyncio.sleep(delay)
+        frame = av.VideoFrame.from_ndarray(self._frames[self._index % len(self._frames)], format="yuv420p")
+        frame.pts = self._index * VIDEO_CLOCK_RATE // self.fps
+        frame.time_base = fractions.Fraction(1, VIDEO_CLOCK_RATE)
+        return frame
+
+
+class ReceivedMedia:
+    """What one side of a call received: counts, sizes, rates, and the last second of sound.
+
+    Fed by :meth:`consume`, one task per remote track; read at any time, or
+    wait for a condition with :meth:`wait_for`.
+    """
+
+    def __init__(self, keep_seconds: float = 1.0) -> None:
+        self.audio_frames = 0
+        self.audio_samples = 0
+        self.sample_rate: int | None = None
+        self.channels: int | None = None
+        self.video_frames = 0
+        self.video_sizes: collections.Counter[tuple[int, int]] = collections.Counter()
+        self.first_audio_at: float | None = None  # time.monotonic()
+        self.first_video_at: float | None = None
+        self._keep_seconds = keep_seconds
+        self._sound: collections.deque[np.ndarray] = collections.deque()
+        self._sound_length = 0
+        self._changed = asyncio.Event()
+
+    @property
+    def video_size(self) -> tuple[int, int] | None:
+        """The ``(width, height)`` received most often, or None before any picture."""
+        common = self.video_sizes.most_common(1)
+        return common[0][0] if common else None
+
+    def add_audio(self, frame: av.AudioFrame) -> None:
+        if self.first_audio_at is None:
+            self.first_audio_at = time.monotonic()
+        self.audio_frames += 1
+        self.audio_samples += frame.samples
+        self.sample_rate = frame.sample_rate
+        self.channels = len(frame.layout.channels)
+        samples = frame.to_ndarray()
+        # Planar audio has a row per channel; packed has one row, channels interleaved. Keep the first channel.
+        mono = samples[0] if frame.format.is_planar else samples[0, :: self.channels]
+        self._sound.append(mono.astype(np.float32))
+        self._sound_length += len(mono)
+        keep = int(self._keep_seconds * frame.sample_rate)
+        while self._sound and self._sound_length - len(self._sound[0]) >= keep:
+            self._sound_length -= len(self._sound.popleft())
+        self._poke()
+
+    def add_video(self, frame: av.VideoFrame) -> None:
+        if self.first_video_at is None:
+            self.first_video_at = time.monotonic()
+        self.video_frames += 1
+        self.video_sizes[(frame.width, frame.height)] += 1
+        self._poke()
+
+    def _poke(self) -> None:
+        self._changed.set()
+
+    def dominant_frequency(self) -> float | None:
+        """The loudest frequency (Hz) in the last second of sound received, or None when there is none to speak of."""
+        if not self._sound or self.sample_rate is None:
+            return None
+        sound = np.concatenate(list(self._sound))
+        if len(sound) < self.sample_rate // 10 or not np.any(sound):
+            return None
+        spectrum = np.abs(np.fft.rfft(sound * np.hanning(len(sound))))
+        spectrum[0] = 0  # a DC offset is not a tone
+        return float(np.argmax(spectrum) * self.sample_rate / len(sound))
+
+    async def wait_for(self, condition: Callable[[ReceivedMedia], bool], timeout: float) -> None:
+        """Return once ``condition(self)`` holds; TimeoutError after ``timeout`` seconds."""
+        async with asyncio.timeout(timeout):
+            while not condition(self):
+                self._changed.clear()
+                await self._changed.wait()
+
+    async def consume(self, track: MediaStreamTrack) -> None:
+        """Read ``track`` until it ends, recording every frame; run it as a task and cancel it to stop."""
+        add = self.add_audio if track.kind == "audio" else self.add_video
+        with contextlib.suppress(MediaStreamError):
+            while True:
+                add(await track.recv())

@@ -1,0 +1,452 @@
+"""Calls signaling over /ws: screening, ringing, answering, ending, glare, disconnects and bad messages.
+
+The media itself is in test_calls_media.py; here the SDP is only carried,
+so a small but well-formed offer stands in for a browser's.
+"""
+
+from __future__ import annotations
+
+import time
+from collections.abc import Iterator
+from contextlib import contextmanager
+from pathlib import Path
+from typing import Any
+
+import pytest
+from starlette.applications import Starlette
+from starlette.testclient import WebSocketTestSession
+
+from kernel import create_app
+from tests.conftest import UserClient, assert_error, make_settings, running, sign_up
+
+OFFER = "v=0\r\no=- 1 1 IN IP4 127.0.0.1\r\ns=-\r\nt=0 0\r\nm=audio 9 UDP/TLS/RTP/SAVPF 111\r\n"
+ANSWER = OFFER.replace("o=- 1 1", "o=- 2 2")
+CANDIDATE = {"candidate": "candidate:1 1 udp 2130706431 127.0.0.1 40000 typ host", "sdpMid": "0", "sdpMLineIndex": 0}
+
+
+def calls_app(tmp_path: Path, database_url: str | None = None, **calls: Any) -> Starlette:
+    options = {"ring_timeout_seconds": 30, "reconnect_grace_seconds": 30, **calls}
+    return create_app(make_settings(tmp_path / "data", database_url, plugins={"calls": options}))
+
+
+@pytest.fixture
+def app(tmp_path: Path, database_url: str | None) -> Iterator[Starlette]:
+    application = calls_app(tmp_path, database_url)
+    with running(application):
+        yield application
+
+
+def premium(app: Starlette, client: UserClient) -> UserClient:
+    kernel = app.state.kernel
+    app.state.test_portal.call(kernel.grant, kernel.user(client.username), "premium")
+    return client
+
+
+def allow_everyone(client: UserClient) -> None:
+    assert client.put("/api/calls/settings", json={"enabled": True, "allow": ["everyone"]}).status_code == 200
+
+
+@contextmanager
+def connect(client: UserClient) -> Iterator[WebSocketTestSession]:
+    with client.websocket_connect("/ws") as ws:
+        assert ws.receive_json()["type"] == "kernel.hello"
+        yield ws
+
+
+def receive(ws: WebSocketTestSession, kind: str) -> dict[str, Any]:
+    """The next message of type ``kind``, past any others."""
+    while True:
+        message = ws.receive_json()
+        if message["type"] == kind:
+            return message
+
+
+def ask(ws: WebSocketTestSession, message: dict[str, Any]) -> dict[str, Any]:
+    """Send a message with an id and return its reply or error (unnamed when the message could not even be read)."""
+    ws.send_json({"id": "q", **message})
+    while True:
+        answer = ws.receive_json()
+        if answer.get("ref") == "q" or (answer["type"] == "error" and answer["ref"] is None):
+            return answer
+
+
+def invite(ws: WebSocketTestSession, to: str, call_id: str = "call-1", media: str = "audio") -> dict[str, Any]:
+    return ask(ws, {"type": "calls.invite", "call_id": call_id, "to": to, "media": media, "sdp": OFFER})
+
+
+@pytest.fixture
+def alice(app: Starlette) -> UserClient:
+    return premium(app, sign_up(app, "alice"))
+
+
+@pytest.fixture
+def bob(app: Starlette) -> UserClient:
+    client = sign_up(app, "bob_b")
+    allow_everyone(client)
+    return client
+
+
+# Who may call --------------------------------------------------------------------------------
+
+
+def test_call_settings_default_to_people_one_follows_and_contacts(bob: UserClient) -> None:
+    carol = sign_up(bob.app, "carol")  # type: ignore[arg-type]
+    assert carol.get("/api/calls/settings").json() == {"enabled": True, "allow": ["following", "contacts"]}
+
+
+def test_call_settings_refuse_an_unknown_choice_and_keep_the_old_ones(bob: UserClient) -> None:
+    assert_error(bob.put("/api/calls/settings", json={"enabled": True, "allow": ["friends"]}), 422, "validation_error")
+    assert_error(bob.put("/api/calls/settings", json={"enabled": "yes", "allow": []}), 422, "validation_error")
+    assert bob.get("/api/calls/settings").json() == {"enabled": True, "allow": ["everyone"]}
+
+
+@pytest.mark.parametrize(
+    ("allow", "relation", "expected"),
+    [
+        (["following", "contacts"], None, "not_allowed"),
+        (["following", "contacts"], "follows", None),
+        (["following", "contacts"], "contact", None),
+        (["following"], "contact", "not_allowed"),
+        (["contacts"], "follows", "not_allowed"),
+        (["everyone"], None, None),
+        ([], "follows", "not_allowed"),
+        (["verified"], None, None),  # premium gives the verified badge
+    ],
+)
+def test_screening_lets_through_exactly_whom_the_callee_allows(
+    app: Starlette, alice: UserClient, allow: list[str], relation: str | None, expected: str | None
+) -> None:
+    dana = sign_up(app, "dana")
+    assert dana.put("/api/calls/settings", json={"enabled": True, "allow": allow}).status_code == 200
+    if relation == "follows":
+        assert dana.put("/api/users/alice/follow").status_code == 200
+    elif relation == "contact":
+        assert dana.put("/api/contacts/alice", json={}).status_code in (200, 201)
+    answer = alice.get("/api/calls/can-call/dana").json()
+    assert answer["allowed"] is (expected is None)
+    assert answer["reason"] == expected
+
+
+def test_verified_screening_refuses_a_caller_without_the_badge(tmp_path: Path) -> None:
+    # Calls moved into the free plan: a free caller may call, but carries no badge.
+    settings = make_settings(tmp_path / "data", plans={"free": {"features": ["calls.audio", "calls.video"]}})
+    app = create_app(settings)
+    with running(app):
+        frank, dana = sign_up(app, "frank"), sign_up(app, "dana")
+        dana.put("/api/calls/settings", json={"enabled": True, "allow": ["verified"]})
+        assert frank.get("/api/calls/can-call/dana").json() == {"allowed": False, "reason": "not_allowed", "media": []}
+        dana.put("/api/calls/settings", json={"enabled": True, "allow": ["verified", "everyone"]})
+        assert frank.get("/api/calls/can-call/dana").json()["allowed"] is True
+
+
+def test_a_free_caller_is_refused_with_the_premium_upsell(app: Starlette, bob: UserClient) -> None:
+    free = sign_up(app, "frank")
+    assert free.get("/api/calls/can-call/bob_b").json() == {"allowed": False, "reason": "premium_required", "media": []}
+    with connect(free) as ws:
+        error = invite(ws, "bob_b")
+    assert error["type"] == "error" and error["code"] == "premium_required"
+    assert error["feature"] == "calls.audio" and error["upgrade_url"] == "/premium?feature=calls.audio"
+
+
+def test_blocks_refuse_calls_both_ways(app: Starlette, alice: UserClient, bob: UserClient) -> None:
+    assert bob.put("/api/blocks/alice").status_code == 204
+    assert alice.get("/api/calls/can-call/bob_b").json()["reason"] == "blocked"
+    assert bob.delete("/api/blocks/alice").status_code == 204
+    assert alice.put("/api/blocks/bob_b").status_code == 204
+    assert alice.get("/api/calls/can-call/bob_b").json()["reason"] == "blocked"
+
+
+def test_calls_turned_off_refuse_everyone(alice: UserClient, bob: UserClient) -> None:
+    bob.put("/api/calls/settings", json={"enabled": False, "allow": ["everyone"]})
+    assert alice.get("/api/calls/can-call/bob_b").json() == {"allowed": False, "reason": "calls_off", "media": []}
+
+
+def test_calling_an_unknown_user_or_oneself_is_refused(alice: UserClient) -> None:
+    assert alice.get("/api/calls/can-call/nobody_here").json()["reason"] == "unknown_user"
+    assert alice.get("/api/calls/can-call/alice").json()["reason"] == "self"
+
+
+def test_video_needs_its_own_feature(tmp_path: Path) -> None:
+    settings = make_settings(tmp_path / "data", plans={"free": {"features": ["calls.audio"]}})
+    app = create_app(settings)
+    with running(app):
+        frank, dana = sign_up(app, "frank"), sign_up(app, "dana")
+        allow_everyone(dana)
+        assert frank.get("/api/calls/can-call/dana?media=video").json() == {"allowed": False, "reason": "premium_required", "media": ["audio"]}
+        with connect(frank) as ws:
+            assert invite(ws, "dana", media="video")["code"] == "premium_required"
+
+
+# Ringing and answering --------------------------------------------------------------------------
+
+
+def test_an_invite_rings_every_connection_of_the_callee_and_the_first_answer_wins(alice: UserClient, bob: UserClient) -> None:
+    with connect(alice) as caller, connect(bob) as phone, connect(bob) as laptop:
+        reply = invite(caller, "bob_b", media="video")
+        assert reply["type"] == "reply" and reply["call"]["state"] == "ringing" and reply["call"]["media"] == "video"
+        for tab in (phone, laptop):
+            incoming = receive(tab, "calls.incoming")
+            assert incoming["call_id"] == "call-1" and incoming["caller"]["username"] == "alice"
+            assert incoming["sdp"] == OFFER and incoming["media"] == "video" and 0 < incoming["lifetime_ms"] <= 30_000
+        assert ask(phone, {"type": "calls.ringing", "call_id": "call-1"})["type"] == "reply"
+        assert receive(caller, "calls.ringing")["call_id"] == "call-1"
+        answered = ask(laptop, {"type": "calls.answer", "call_id": "call-1", "sdp": ANSWER})
+        assert answered["call"]["state"] == "answered"
+        assert receive(caller, "calls.answered") == {"type": "calls.answered", "call_id": "call-1", "sdp": ANSWER}
+        assert receive(phone, "calls.ended")["reason"] == "answered_elsewhere"
+        late = ask(phone, {"type": "calls.answer", "call_id": "call-1", "sdp": ANSWER})
+        assert late["type"] == "error" and late["code"] == "already_answered"
+
+
+def test_candidates_reach_the_answering_connection_and_the_caller(alice: UserClient, bob: UserClient) -> None:
+    with connect(alice) as caller, connect(bob) as phone, connect(bob) as laptop:
+        invite(caller, "bob_b")
+        receive(phone, "calls.incoming"), receive(laptop, "calls.incoming")
+        ask(laptop, {"type": "calls.answer", "call_id": "call-1", "sdp": ANSWER})
+        receive(phone, "calls.ended")
+        assert ask(caller, {"type": "calls.candidate", "call_id": "call-1", "candidate": CANDIDATE})["type"] == "reply"
+        assert receive(laptop, "calls.candidate")["candidate"] == CANDIDATE
+        assert ask(laptop, {"type": "calls.candidate", "call_id": "call-1", "candidate": None})["type"] == "reply"
+        assert receive(caller, "calls.candidate") == {"type": "calls.candidate", "call_id": "call-1", "candidate": None}
+        refused = ask(phone, {"type": "calls.candidate", "call_id": "call-1", "candidate": CANDIDATE})
+        assert refused["code"] == "not_your_turn"
+
+
+def test_renegotiation_passes_between_the_parties(alice: UserClient, bob: UserClient) -> None:
+    with connect(alice) as caller, connect(bob) as callee:
+        invite(caller, "bob_b")
+        receive(callee, "calls.incoming")
+        ask(callee, {"type": "calls.answer", "call_id": "call-1", "sdp": ANSWER})
+        ask(caller, {"type": "calls.renegotiate", "call_id": "call-1", "sdp": OFFER, "sdp_type": "offer"})
+        assert receive(callee, "calls.renegotiate") == {"type": "calls.renegotiate", "call_id": "call-1", "sdp": OFFER, "sdp_type": "offer"}
+
+
+def test_a_tab_opened_while_it_rings_rings_too(alice: UserClient, bob: UserClient) -> None:
+    with connect(alice) as caller, connect(bob) as first:
+        invite(caller, "bob_b")
+        receive(first, "calls.incoming")
+        with connect(bob) as later:
+            incoming = receive(later, "calls.incoming")
+            assert incoming["call_id"] == "call-1" and incoming["sdp"] == OFFER
+            assert ask(later, {"type": "calls.answer", "call_id": "call-1", "sdp": ANSWER})["call"]["state"] == "answered"
+
+
+# Ending -----------------------------------------------------------------------------------------
+
+
+def test_a_rejected_call_ends_for_the_caller(alice: UserClient, bob: UserClient) -> None:
+    with connect(alice) as caller, connect(bob) as callee:
+        invite(caller, "bob_b")
+        receive(callee, "calls.incoming")
+        assert ask(callee, {"type": "calls.reject", "call_id": "call-1"})["type"] == "reply"
+        ended = receive(caller, "calls.ended")
+    assert ended == {"type": "calls.ended", "call_id": "call-1", "reason": "rejected", "by": "bob_b"}
+    assert alice.get("/api/calls/call-1").json()["end_reason"] == "rejected"
+
+
+def test_hanging_up_before_an_answer_cancels_and_counts_as_missed(alice: UserClient, bob: UserClient) -> None:
+    with connect(alice) as caller, connect(bob) as callee:
+        invite(caller, "bob_b")
+        receive(callee, "calls.incoming")
+        ask(caller, {"type": "calls.hangup", "call_id": "call-1"})
+        assert receive(callee, "calls.ended")["reason"] == "cancelled"
+        assert receive(callee, "kernel.notification")["notification"]["kind"] == "calls.missed"
+    assert bob.get("/api/calls/history").json()["results"][0]["missed"] is True
+
+
+def test_hanging_up_an_answered_call_ends_it_for_both_with_its_duration(alice: UserClient, bob: UserClient) -> None:
+    with connect(alice) as caller, connect(bob) as callee:
+        invite(caller, "bob_b")
+        receive(callee, "calls.incoming")
+        ask(callee, {"type": "calls.answer", "call_id": "call-1", "sdp": ANSWER})
+        ask(callee, {"type": "calls.hangup", "call_id": "call-1", "reason": "hangup"})
+        assert receive(caller, "calls.ended") == {"type": "calls.ended", "call_id": "call-1", "reason": "hangup", "by": "bob_b"}
+        again = ask(caller, {"type": "calls.hangup", "call_id": "call-1"})
+        assert again["code"] == "call_ended"
+    record = alice.get("/api/calls/call-1").json()
+    assert record["state"] == "ended" and record["answered_at"] and record["ended_at"] and record["duration_seconds"] == 0
+    assert record["missed"] is False and record["direction"] == "outgoing"
+
+
+def test_an_unanswered_call_times_out_with_a_missed_call_notification(tmp_path: Path) -> None:
+    app = calls_app(tmp_path, ring_timeout_seconds=0.5)
+    with running(app):
+        alice, bob = premium(app, sign_up(app, "alice")), sign_up(app, "bob_b")
+        allow_everyone(bob)
+        with connect(alice) as caller, connect(bob) as callee:
+            invite(caller, "bob_b")
+            receive(callee, "calls.incoming")
+            assert receive(caller, "calls.ended")["reason"] == "timeout"
+            assert receive(callee, "calls.ended")["reason"] == "timeout"
+            notification = receive(callee, "kernel.notification")["notification"]
+    assert notification["kind"] == "calls.missed" and notification["actor"]["username"] == "alice"
+    assert notification["text"] == "Missed call from alice (@alice)"
+
+
+def test_a_callee_with_no_open_connection_is_unavailable_and_gets_a_missed_call(alice: UserClient, bob: UserClient) -> None:
+    with connect(alice) as caller:
+        reply = invite(caller, "bob_b")
+        assert reply["call"]["state"] in ("ringing", "ended")
+        assert receive(caller, "calls.ended")["reason"] == "unavailable"
+    assert bob.get("/api/notifications").json()["results"][0]["kind"] == "calls.missed"
+    assert bob.get("/api/calls/history").json()["results"][0]["missed"] is True
+
+
+def test_a_callee_already_in_a_call_is_busy(app: Starlette, alice: UserClient, bob: UserClient) -> None:
+    carol = premium(app, sign_up(app, "carol"))
+    with connect(alice) as first, connect(bob) as callee, connect(carol) as second:
+        invite(first, "bob_b")
+        receive(callee, "calls.incoming")
+        ask(callee, {"type": "calls.answer", "call_id": "call-1", "sdp": ANSWER})
+        invite(second, "bob_b", call_id="call-2")
+        assert receive(second, "calls.ended") == {"type": "calls.ended", "call_id": "call-2", "reason": "busy", "by": None}
+        assert ask(callee, {"type": "kernel.ping"})["type"] == "kernel.pong", "bob's call went on undisturbed"
+        assert alice.get("/api/calls/call-1").json()["state"] == "answered"
+
+
+def test_a_caller_in_a_call_cannot_place_another(app: Starlette, alice: UserClient, bob: UserClient) -> None:
+    carol = sign_up(app, "carol")
+    allow_everyone(carol)
+    with connect(alice) as caller, connect(bob), connect(carol):
+        invite(caller, "bob_b")
+        assert invite(caller, "carol", call_id="call-2")["code"] == "in_call"
+
+
+def test_glare_keeps_the_call_whose_id_sorts_first(app: Starlette, alice: UserClient, bob: UserClient) -> None:
+    premium(app, bob)
+    allow_everyone(alice)
+    with connect(alice) as a, connect(bob) as b:
+        invite(a, "bob_b", call_id="zzz-alice")
+        receive(b, "calls.incoming")
+        reply = invite(b, "alice", call_id="aaa-bob")
+        assert reply["call"]["state"] == "ringing", "bob's call sorts first and survives"
+        assert receive(a, "calls.ended") == {"type": "calls.ended", "call_id": "zzz-alice", "reason": "glare", "by": None}
+        assert receive(a, "calls.incoming")["call_id"] == "aaa-bob"
+        assert ask(a, {"type": "calls.answer", "call_id": "aaa-bob", "sdp": ANSWER})["call"]["state"] == "answered"
+
+
+def test_glare_ends_the_later_invite_when_it_sorts_last(app: Starlette, alice: UserClient, bob: UserClient) -> None:
+    premium(app, bob)
+    allow_everyone(alice)
+    with connect(alice) as a, connect(bob) as b:
+        invite(a, "bob_b", call_id="aaa-alice")
+        receive(b, "calls.incoming")
+        invite(b, "alice", call_id="zzz-bob")
+        assert receive(b, "calls.ended") == {"type": "calls.ended", "call_id": "zzz-bob", "reason": "glare", "by": None}
+        assert alice.get("/api/calls/aaa-alice").json()["state"] == "ringing"
+
+
+def test_a_party_that_stays_disconnected_past_the_grace_period_ends_the_call(tmp_path: Path) -> None:
+    app = calls_app(tmp_path, reconnect_grace_seconds=0.3)
+    with running(app):
+        alice, bob = premium(app, sign_up(app, "alice")), sign_up(app, "bob_b")
+        allow_everyone(bob)
+        with connect(bob) as callee:
+            with connect(alice) as caller:
+                invite(caller, "bob_b")
+                receive(callee, "calls.incoming")
+                ask(callee, {"type": "calls.answer", "call_id": "call-1", "sdp": ANSWER})
+            assert receive(callee, "calls.ended") == {"type": "calls.ended", "call_id": "call-1", "reason": "disconnected", "by": "alice"}
+
+
+def test_a_party_that_resumes_within_the_grace_period_keeps_the_call(tmp_path: Path) -> None:
+    app = calls_app(tmp_path, reconnect_grace_seconds=0.5)
+    with running(app):
+        alice, bob = premium(app, sign_up(app, "alice")), sign_up(app, "bob_b")
+        allow_everyone(bob)
+        with connect(bob) as callee:
+            with connect(alice) as caller:
+                invite(caller, "bob_b")
+                receive(callee, "calls.incoming")
+                ask(callee, {"type": "calls.answer", "call_id": "call-1", "sdp": ANSWER})
+            with connect(alice) as again:
+                assert ask(again, {"type": "calls.resume", "call_id": "call-1"})["call"]["state"] == "answered"
+                time.sleep(0.8)
+                assert alice.get("/api/calls/call-1").json()["state"] == "answered"
+                ask(again, {"type": "calls.candidate", "call_id": "call-1", "candidate": CANDIDATE})
+                assert receive(callee, "calls.candidate")["candidate"] == CANDIDATE
+
+
+# Bad messages -------------------------------------------------------------------------------------
+
+
+@pytest.mark.parametrize(
+    ("message", "code"),
+    [
+        ({"type": "calls.answer", "call_id": "no-such-call", "sdp": ANSWER}, "unknown_call"),
+        ({"type": "calls.hangup", "call_id": "no-such-call"}, "unknown_call"),
+        ({"type": "calls.invite", "call_id": "c2", "to": "bob_b", "media": "audio", "sdp": "hello there"}, "invalid_sdp"),
+        ({"type": "calls.invite", "call_id": "c2", "to": "bob_b", "media": "hologram", "sdp": OFFER}, "validation_error"),
+        ({"type": "calls.invite", "call_id": 7, "to": "bob_b", "media": "audio", "sdp": OFFER}, "validation_error"),
+        ({"type": "calls.invite", "call_id": "c 2/..", "to": "bob_b", "media": "audio", "sdp": OFFER}, "validation_error"),
+        ({"type": "calls.invite", "call_id": "c2", "to": ["bob_b"], "media": "audio", "sdp": OFFER}, "validation_error"),
+        ({"type": "calls.invite", "call_id": "c2", "to": "bob_b", "media": "audio", "sdp": OFFER + "a=x\r\n" * 7000}, "validation_error"),
+        ({"type": "calls.invite", "call_id": "c2", "to": "bob_b", "media": "audio", "sdp": OFFER + "a=x\r\n" * 14000}, "message_too_large"),
+        ({"type": "calls.candidate", "call_id": "call-1", "candidate": "not an object"}, "validation_error"),
+        ({"type": "calls.candidate", "call_id": "call-1"}, "validation_error"),
+        ({"type": "calls.hangup", "call_id": "call-1", "reason": "because"}, "validation_error"),
+        ({"type": "calls.invite", "call_id": "call-1", "to": "bob_b", "media": "audio", "sdp": OFFER}, "call_exists"),
+    ],
+)
+def test_a_bad_message_gets_an_error_and_leaves_other_calls_alone(
+    app: Starlette, alice: UserClient, bob: UserClient, message: dict[str, Any], code: str
+) -> None:
+    carol = premium(app, sign_up(app, "carol"))
+    with connect(alice) as caller, connect(bob) as callee, connect(carol) as stranger:
+        invite(caller, "bob_b")
+        receive(callee, "calls.incoming")
+        error = ask(stranger, message)
+        assert error["type"] == "error" and error["code"] == code, error
+        answered = ask(callee, {"type": "calls.answer", "call_id": "call-1", "sdp": ANSWER})
+        assert answered["call"]["state"] == "answered"
+
+
+def test_another_users_call_id_is_an_unknown_call(app: Starlette, alice: UserClient, bob: UserClient) -> None:
+    carol = premium(app, sign_up(app, "carol"))
+    with connect(alice) as caller, connect(bob) as callee, connect(carol) as stranger:
+        invite(caller, "bob_b")
+        receive(callee, "calls.incoming")
+        for kind in ("calls.hangup", "calls.reject", "calls.ringing", "calls.resume"):
+            assert ask(stranger, {"type": kind, "call_id": "call-1"})["code"] == "unknown_call"
+        assert ask(stranger, {"type": "calls.candidate", "call_id": "call-1", "candidate": CANDIDATE})["code"] == "unknown_call"
+        assert_error(carol.get("/api/calls/call-1"), 404, "unknown_call")
+        assert ask(callee, {"type": "calls.answer", "call_id": "call-1", "sdp": ANSWER})["call"]["state"] == "answered"
+
+
+def test_a_caller_cannot_answer_their_own_call(alice: UserClient, bob: UserClient) -> None:
+    with connect(alice) as caller, connect(bob) as callee:
+        invite(caller, "bob_b")
+        receive(callee, "calls.incoming")
+        assert ask(caller, {"type": "calls.answer", "call_id": "call-1", "sdp": ANSWER})["code"] == "not_your_turn"
+
+
+# Records ------------------------------------------------------------------------------------------
+
+
+def test_history_lists_calls_newest_first_with_a_cursor(alice: UserClient, bob: UserClient) -> None:
+    with connect(alice) as caller, connect(bob) as callee:
+        for number in range(3):
+            invite(caller, "bob_b", call_id=f"call-{number}")
+            receive(callee, "calls.incoming")
+            ask(caller, {"type": "calls.hangup", "call_id": f"call-{number}"})
+            receive(callee, "calls.ended")
+    first = alice.get("/api/calls/history?limit=2").json()
+    assert [call["call_id"] for call in first["results"]] == ["call-2", "call-1"]
+    rest = alice.get(f"/api/calls/history?limit=2&cursor={first['next_cursor']}").json()
+    assert [call["call_id"] for call in rest["results"]] == ["call-0"] and rest["next_cursor"] is None
+    theirs = bob.get("/api/calls/history").json()["results"][0]
+    assert theirs["direction"] == "incoming" and theirs["missed"] is True and theirs["caller"]["username"] == "alice"
+    assert_error(alice.get("/api/calls/history?cursor=garbage"), 422, "invalid_cursor")
+
+
+def test_the_ice_servers_are_empty_unless_the_operator_names_some(alice: UserClient) -> None:
+    answer = alice.get("/api/calls/ice-servers")
+    assert answer.json()["iceServers"] == [] and answer.headers["cache-control"] == "no-store"
+
+
+def test_the_calls_api_needs_a_signed_in_user(app: Starlette) -> None:
+    from starlette.testclient import TestClient
+
+    anonymous = TestClient(app)
+    for path in ("/api/calls/settings", "/api/calls/history", "/api/calls/ice-servers", "/api/calls/can-call/bob_b"):
+        assert_error(anonymous.get(path), 401, "unauthorized")
