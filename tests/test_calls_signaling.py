@@ -17,7 +17,7 @@ from starlette.applications import Starlette
 from starlette.testclient import WebSocketTestSession
 
 from kernel import create_app
-from tests.conftest import UserClient, assert_error, make_settings, running, sign_up
+from tests.conftest import UserClient, assert_error, make_operator, make_settings, running, sign_up
 
 OFFER = "v=0\r\no=- 1 1 IN IP4 127.0.0.1\r\ns=-\r\nt=0 0\r\nm=audio 9 UDP/TLS/RTP/SAVPF 111\r\n"
 ANSWER = OFFER.replace("o=- 1 1", "o=- 2 2")
@@ -450,3 +450,14 @@ def test_the_calls_api_needs_a_signed_in_user(app: Starlette) -> None:
     anonymous = TestClient(app)
     for path in ("/api/calls/settings", "/api/calls/history", "/api/calls/ice-servers", "/api/calls/can-call/bob_b"):
         assert_error(anonymous.get(path), 401, "unauthorized")
+
+
+def test_switching_calls_off_ends_live_calls_and_refuses_new_ones(app: Starlette, alice: UserClient, bob: UserClient) -> None:
+    operator = make_operator(app, "oscar")
+    with connect(alice) as caller, connect(bob) as callee:
+        invite(caller, "bob_b")
+        receive(callee, "calls.incoming")
+        ask(callee, {"type": "calls.answer", "call_id": "call-1", "sdp": ANSWER})
+        assert operator.post("/api/admin/plugins/calls/disable").status_code == 200
+        assert receive(caller, "calls.ended")["reason"] == "plugin_disabled"
+        assert invite(caller, "bob_b", call_id="call-2")["code"] == "plugin_disabled"
