@@ -12,6 +12,7 @@ from __future__ import annotations
 import asyncio
 import hashlib
 import logging
+import time
 from abc import ABC, abstractmethod
 from collections.abc import Callable
 
@@ -23,6 +24,9 @@ Deliver = Callable[[str, str], None]
 
 class Bus(ABC):
     """Publish a payload to a target; every process's ``deliver`` receives it."""
+
+    # Whether other processes exist to tell about this one's connections (see presence below).
+    shares_presence = False
 
     def __init__(self) -> None:
         self._deliver: Deliver | None = None
@@ -38,6 +42,21 @@ class Bus(ABC):
     async def stop(self) -> None:
         """Stop receiving and release connections."""
         self._deliver = None
+
+    # Presence: which users have an open connection in some other process. A single
+    # process knows its own connections, so the in-process bus has nothing to share.
+
+    async def mark_online(self, user_id: int, connection_key: str, ttl: float) -> None:
+        """Record that ``connection_key`` of ``user_id`` is open, for ``ttl`` seconds unless marked again."""
+        return None
+
+    async def mark_offline(self, user_id: int, connection_key: str) -> None:
+        """Record that ``connection_key`` of ``user_id`` has closed."""
+        return None
+
+    async def online_elsewhere(self, user_id: int) -> bool:
+        """True when another process has marked a connection of ``user_id`` online and it has not expired."""
+        return False
 
 
 class InProcessBus(Bus):
@@ -57,6 +76,8 @@ class RedisBus(Bus):
     message costs too much, per-user channels are the next step
     (docs/realtime.md).
     """
+
+    shares_presence = True
 
     def __init__(self, url: str, channel: str) -> None:
         super().__init__()
@@ -102,6 +123,28 @@ class RedisBus(Bus):
     async def publish(self, target: str, payload: str) -> None:
         assert self._client is not None, "the bus is not started"
         await self._client.publish(self.channel, f"{target}\n{payload}")
+
+    # One sorted set per user: members are connection keys, scores when they expire. A process
+    # that dies stops refreshing its members, and they stop counting when their score passes.
+
+    def _presence_key(self, user_id: int) -> str:
+        return f"{self.channel}:online:{user_id}"
+
+    async def mark_online(self, user_id: int, connection_key: str, ttl: float) -> None:
+        assert self._client is not None, "the bus is not started"
+        key = self._presence_key(user_id)
+        async with self._client.pipeline(transaction=False) as pipe:
+            pipe.zadd(key, {connection_key: time.time() + ttl})
+            pipe.expire(key, int(ttl) + 1)
+            await pipe.execute()
+
+    async def mark_offline(self, user_id: int, connection_key: str) -> None:
+        assert self._client is not None, "the bus is not started"
+        await self._client.zrem(self._presence_key(user_id), connection_key)
+
+    async def online_elsewhere(self, user_id: int) -> bool:
+        assert self._client is not None, "the bus is not started"
+        return await self._client.zcount(self._presence_key(user_id), time.time(), "+inf") > 0
 
     async def stop(self) -> None:
         await super().stop()

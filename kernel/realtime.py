@@ -192,6 +192,8 @@ class Hub:
             connections = [connection for group in list(self.by_user.values()) for connection in group]
             for connection in connections:
                 connection.send_text(text)
+                if self.bus.shares_presence:
+                    self.spawn(self._mark(connection, online=True))
             try:
                 await self._close_revoked(connections)
             except Exception:
@@ -272,6 +274,35 @@ class Hub:
         """True when the user has an open connection to this process."""
         return bool(self.by_user.get(user if isinstance(user, int) else user.id))
 
+    async def is_online_anywhere(self, user: User | int) -> bool:
+        """True when the user has an open connection to any process of the deployment.
+
+        This process answers from memory; others through the bus, whose
+        presence records a crashed process's connections only until their
+        time runs out (three heartbeats).
+        """
+        user_id = user if isinstance(user, int) else user.id
+        if self.is_online(user_id):
+            return True
+        try:
+            return await self.bus.online_elsewhere(user_id)
+        except Exception as exc:
+            logger.error("the bus could not say whether user %s is online: %s", user_id, exc)
+            return False
+
+    @property
+    def presence_ttl(self) -> float:
+        return 3 * self.settings.heartbeat_seconds
+
+    async def _mark(self, connection: Connection, online: bool) -> None:
+        try:
+            if online:
+                await self.bus.mark_online(connection.user.id, connection.key, self.presence_ttl)
+            else:
+                await self.bus.mark_offline(connection.user.id, connection.key)
+        except Exception as exc:
+            logger.error("the bus could not record presence: %s", exc)
+
     def _deliver(self, target: str, payload: str) -> None:
         if target.startswith("u:"):
             user_id, _, excluded = target[2:].partition("!")
@@ -304,6 +335,8 @@ class Hub:
         self.by_user.setdefault(connection.user.id, set()).add(connection)
         self.by_key[connection.key] = connection
         connection._writer = asyncio.create_task(connection._write())
+        if self.bus.shares_presence:
+            self.spawn(self._mark(connection, online=True))
 
     def remove(self, connection: Connection) -> None:
         connections = self.by_user.get(connection.user.id)
@@ -311,7 +344,8 @@ class Hub:
             connections.discard(connection)
             if not connections:
                 del self.by_user[connection.user.id]
-        self.by_key.pop(connection.key, None)
+        if self.by_key.pop(connection.key, None) is not None and self.bus.shares_presence:
+            self.spawn(self._mark(connection, online=False))
         connection.closed = True
         if connection._writer is not None and not connection._writer.done():
             connection._writer.cancel()

@@ -119,7 +119,7 @@ class Switchboard:
         if self.echo_user is not None and callee.id == self.echo_user.id:
             return await self._connect_echo(connection, call, sdp)
         reason = await self._arbitrate(call)
-        if reason is None and not self.kernel.realtime.is_online(callee):
+        if reason is None and not await self.kernel.realtime.is_online_anywhere(callee):
             reason = "unavailable"
         if reason is not None:
             ended = await _run(self.records.end, call.call_id, reason, only=RINGING)
