@@ -58,6 +58,10 @@ class Bus(ABC):
         """True when another process has marked a connection of ``user_id`` online and it has not expired."""
         return False
 
+    async def connection_open_elsewhere(self, user_id: int, connection_key: str) -> bool:
+        """True when another process has marked this one connection online and it has not expired."""
+        return False
+
 
 class InProcessBus(Bus):
     """Delivery within this process, synchronously: nothing to cross."""
@@ -132,9 +136,10 @@ class RedisBus(Bus):
 
     async def mark_online(self, user_id: int, connection_key: str, ttl: float) -> None:
         assert self._client is not None, "the bus is not started"
-        key = self._presence_key(user_id)
+        key, now = self._presence_key(user_id), time.time()
         async with self._client.pipeline(transaction=False) as pipe:
-            pipe.zadd(key, {connection_key: time.time() + ttl})
+            pipe.zremrangebyscore(key, "-inf", now)  # what crashed processes left
+            pipe.zadd(key, {connection_key: now + ttl})
             pipe.expire(key, int(ttl) + 1)
             await pipe.execute()
 
@@ -145,6 +150,11 @@ class RedisBus(Bus):
     async def online_elsewhere(self, user_id: int) -> bool:
         assert self._client is not None, "the bus is not started"
         return await self._client.zcount(self._presence_key(user_id), time.time(), "+inf") > 0
+
+    async def connection_open_elsewhere(self, user_id: int, connection_key: str) -> bool:
+        assert self._client is not None, "the bus is not started"
+        expires = await self._client.zscore(self._presence_key(user_id), connection_key)
+        return expires is not None and expires > time.time()
 
     async def stop(self) -> None:
         await super().stop()

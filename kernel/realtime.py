@@ -290,12 +290,24 @@ class Hub:
             logger.error("the bus could not say whether user %s is online: %s", user_id, exc)
             return False
 
+    async def is_connection_open(self, user: User | int, key: str) -> bool:
+        """True when the connection named ``key`` (a :attr:`Connection.key` of ``user``) is open in some process."""
+        if key in self.by_key:
+            return True
+        try:
+            return await self.bus.connection_open_elsewhere(user if isinstance(user, int) else user.id, key)
+        except Exception as exc:
+            logger.error("the bus could not say whether a connection is open: %s", exc)
+            return True  # unknown: never treat a party as gone on the bus's say-so
+
     @property
     def presence_ttl(self) -> float:
         return 3 * self.settings.heartbeat_seconds
 
     async def _mark(self, connection: Connection, online: bool) -> None:
         try:
+            if online and connection.closed:
+                return  # it closed before this ran: marking it would outlive its removal
             if online:
                 await self.bus.mark_online(connection.user.id, connection.key, self.presence_ttl)
             else:

@@ -90,7 +90,7 @@ def test_operators_find_users_with_their_plans(app: Starlette) -> None:
     everyone = operator.get("/api/admin/users?limit=1").json()
     assert [row["user"]["username"] for row in everyone["results"]] == ["alice"]  # without q: newest first
     older = operator.get(f"/api/admin/users?limit=1&cursor={everyone['next_cursor']}").json()
-    assert [row["user"]["username"] for row in older["results"]] == ["oscar"] and older["next_cursor"] is None
+    assert [row["user"]["username"] for row in older["results"]] == ["oscar"]
 
 
 def test_the_cli_makes_an_operator(tmp_path: Path, capsys: pytest.CaptureFixture[str]) -> None:

@@ -167,7 +167,7 @@ def test_operator_sees_every_plugin_with_its_state_and_switch(mixed_app: Starlet
     assert '<link rel="stylesheet" href="/static/kernel/admin.css">' in text
 
     calls = row_of(text, "plugin-calls")
-    assert 'data-state="enabled"' in calls and ">Calls<" in calls and "0.1.0" in calls
+    assert 'data-state="enabled"' in calls and ">Calls<" in calls and "1.0.0" in calls
     assert 'action="/admin/plugins/calls/disable"' in calls
 
     recorder = row_of(text, "plugin-recorder")

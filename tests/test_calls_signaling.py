@@ -241,7 +241,7 @@ def test_a_rejected_call_ends_for_the_caller(alice: UserClient, bob: UserClient)
         assert ask(callee, {"type": "calls.reject", "call_id": "call-1"})["type"] == "reply"
         ended = receive(caller, "calls.ended")
     assert ended == {"type": "calls.ended", "call_id": "call-1", "reason": "rejected", "by": "bob_b"}
-    assert alice.get("/api/calls/call-1").json()["end_reason"] == "rejected"
+    assert alice.get("/api/calls/calls/call-1").json()["end_reason"] == "rejected"
 
 
 def test_hanging_up_before_an_answer_cancels_and_counts_as_missed(alice: UserClient, bob: UserClient) -> None:
@@ -263,7 +263,7 @@ def test_hanging_up_an_answered_call_ends_it_for_both_with_its_duration(alice: U
         assert receive(caller, "calls.ended") == {"type": "calls.ended", "call_id": "call-1", "reason": "hangup", "by": "bob_b"}
         again = ask(caller, {"type": "calls.hangup", "call_id": "call-1"})
         assert again["code"] == "call_ended"
-    record = alice.get("/api/calls/call-1").json()
+    record = alice.get("/api/calls/calls/call-1").json()
     assert record["state"] == "ended" and record["answered_at"] and record["ended_at"] and record["duration_seconds"] == 0
     assert record["missed"] is False and record["direction"] == "outgoing"
 
@@ -301,7 +301,7 @@ def test_a_callee_already_in_a_call_is_busy(app: Starlette, alice: UserClient, b
         invite(second, "bob_b", call_id="call-2")
         assert receive(second, "calls.ended") == {"type": "calls.ended", "call_id": "call-2", "reason": "busy", "by": None}
         assert ask(callee, {"type": "kernel.ping"})["type"] == "kernel.pong", "bob's call went on undisturbed"
-        assert alice.get("/api/calls/call-1").json()["state"] == "answered"
+        assert alice.get("/api/calls/calls/call-1").json()["state"] == "answered"
 
 
 def test_a_caller_in_a_call_cannot_place_another(app: Starlette, alice: UserClient, bob: UserClient) -> None:
@@ -333,7 +333,7 @@ def test_glare_ends_the_later_invite_when_it_sorts_last(app: Starlette, alice: U
         receive(b, "calls.incoming")
         invite(b, "alice", call_id="zzz-bob")
         assert receive(b, "calls.ended") == {"type": "calls.ended", "call_id": "zzz-bob", "reason": "glare", "by": None}
-        assert alice.get("/api/calls/aaa-alice").json()["state"] == "ringing"
+        assert alice.get("/api/calls/calls/aaa-alice").json()["state"] == "ringing"
 
 
 def test_a_party_that_stays_disconnected_past_the_grace_period_ends_the_call(tmp_path: Path) -> None:
@@ -362,7 +362,7 @@ def test_a_party_that_resumes_within_the_grace_period_keeps_the_call(tmp_path: P
             with connect(alice) as again:
                 assert ask(again, {"type": "calls.resume", "call_id": "call-1"})["call"]["state"] == "answered"
                 time.sleep(0.8)
-                assert alice.get("/api/calls/call-1").json()["state"] == "answered"
+                assert alice.get("/api/calls/calls/call-1").json()["state"] == "answered"
                 ask(again, {"type": "calls.candidate", "call_id": "call-1", "candidate": CANDIDATE})
                 assert receive(callee, "calls.candidate")["candidate"] == CANDIDATE
 
@@ -409,7 +409,7 @@ def test_another_users_call_id_is_an_unknown_call(app: Starlette, alice: UserCli
         for kind in ("calls.hangup", "calls.reject", "calls.ringing", "calls.resume"):
             assert ask(stranger, {"type": kind, "call_id": "call-1"})["code"] == "unknown_call"
         assert ask(stranger, {"type": "calls.candidate", "call_id": "call-1", "candidate": CANDIDATE})["code"] == "unknown_call"
-        assert_error(carol.get("/api/calls/call-1"), 404, "unknown_call")
+        assert_error(carol.get("/api/calls/calls/call-1"), 404, "unknown_call")
         assert ask(callee, {"type": "calls.answer", "call_id": "call-1", "sdp": ANSWER})["call"]["state"] == "answered"
 
 
@@ -461,3 +461,12 @@ def test_switching_calls_off_ends_live_calls_and_refuses_new_ones(app: Starlette
         assert operator.post("/api/admin/plugins/calls/disable").status_code == 200
         assert receive(caller, "calls.ended")["reason"] == "plugin_disabled"
         assert invite(caller, "bob_b", call_id="call-2")["code"] == "plugin_disabled"
+
+
+def test_the_reply_comes_before_the_end_it_causes(alice: UserClient, bob: UserClient) -> None:
+    with connect(alice) as caller, connect(bob) as callee:
+        invite(caller, "bob_b")
+        receive(callee, "calls.incoming")
+        caller.send_json({"type": "calls.hangup", "id": "bye", "call_id": "call-1"})
+        assert caller.receive_json() == {"type": "reply", "ref": "bye"}
+        assert caller.receive_json()["type"] == "calls.ended"

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import inspect
+import time
 from pathlib import Path
 
 from kernel import create_app, hookspecs
@@ -42,6 +43,10 @@ def test_every_hook_is_called_in_a_running_deployment(tmp_path: Path) -> None:
         assert visitor.get("/settings", headers={"accept": "text/html"}).status_code == 200  # settings_sections
         with visitor.websocket_connect("/ws") as ws:  # realtime_connected, realtime_disconnected
             assert ws.receive_json()["type"] == "kernel.hello"
+        # The socket's closing reaches plugins once the server has noticed it.
+        deadline = time.monotonic() + 5
+        while not any(call.startswith("realtime_disconnected") for call in recorder.calls(kernel)) and time.monotonic() < deadline:
+            time.sleep(0.01)
         operator = make_operator(app, "oscar")
         operator.post("/api/admin/users/visitor/grants", json={"plan": "premium"})  # entitlements_changed
         operator.post("/api/admin/plugins/calls/disable")  # plugin_switched

@@ -9,7 +9,9 @@ from starlette.routing import Route
 
 from kernel import ApiError, JSONResponse, get_kernel, query_limit, read_json, require_user
 from plugins.calls.ice import ice_servers
+from plugins.calls.screening import MEDIA
 from plugins.calls.service import Calls
+from plugins.calls.switchboard import unknown_call
 
 
 class SettingsBody(BaseModel):
@@ -36,7 +38,7 @@ async def put_settings(request: Request) -> Response:
 async def can_call(request: Request) -> Response:
     user = require_user(request)
     media = request.query_params.get("media", "audio")
-    if media not in ("audio", "video"):
+    if media not in MEDIA:
         raise ApiError(422, "validation_error", "media: 'audio' or 'video'", field="media")
     return JSONResponse(await calls_of(request).can_call(user, request.path_params["username"], media))
 
@@ -51,7 +53,7 @@ async def one_call(request: Request) -> Response:
     user = require_user(request)
     found = await calls_of(request).call(user, request.path_params["call_id"])
     if found is None:
-        raise ApiError(404, "unknown_call", "No such call of yours.")
+        raise unknown_call()
     return JSONResponse(found)
 
 
@@ -61,12 +63,12 @@ async def get_ice_servers(request: Request) -> Response:
     return JSONResponse(ice_servers(calls.settings, user.id), headers={"Cache-Control": "no-store"})
 
 
-
 routes = [
     Route("/api/calls/settings", get_settings, methods=["GET"]),
     Route("/api/calls/settings", put_settings, methods=["PUT"]),
     Route("/api/calls/can-call/{username}", can_call, methods=["GET"]),
     Route("/api/calls/history", history, methods=["GET"]),
     Route("/api/calls/ice-servers", get_ice_servers, methods=["GET"]),
-    Route("/api/calls/{call_id}", one_call, methods=["GET"]),
+    # Under its own prefix, so that no call id can be shadowed by the fixed routes above.
+    Route("/api/calls/calls/{call_id}", one_call, methods=["GET"]),
 ]

@@ -40,6 +40,8 @@ calls = Table(
     Column("callee_connection", String(40), nullable=True),
     # The caller's offer, kept only while the call rings, so that a tab the callee opens meanwhile can answer too.
     Column("offer", Text, nullable=True),
+    # The callee's answer, kept while the call lasts, so that a caller who reconnects can still apply it.
+    Column("answer", Text, nullable=True),
     Index("ix_calls_calls_caller", "caller_id", "id"),
     Index("ix_calls_calls_callee", "callee_id", "id"),
     Index("ix_calls_calls_live", "state", sqlite_where=text(LIVE), postgresql_where=text(LIVE)),

@@ -46,6 +46,7 @@ class Call:
     caller_connection: str | None
     callee_connection: str | None
     offer: str | None
+    answer: str | None
 
     @property
     def live(self) -> bool:
@@ -63,9 +64,6 @@ class Call:
             return "callee"
         return None
 
-    def involves(self, *user_ids: int) -> bool:
-        return self.caller_id in user_ids or self.callee_id in user_ids
-
 
 def _call(row: Any) -> Call:
     return Call(**row._mapping)
@@ -75,7 +73,6 @@ class Records:
     """The call records of one kernel. Blocking methods: run them off the event loop."""
 
     def __init__(self, kernel: Kernel) -> None:
-        self.kernel = kernel
         self.db = kernel.db
 
     def create(self, call_id: str, caller_id: int, callee_id: int, media: str, caller_connection: str, offer: str) -> Call:
@@ -93,21 +90,22 @@ class Records:
         try:
             self.db.write(lambda conn: conn.execute(calls.insert().values(values)))
         except IntegrityError:
-            raise ApiError(409, "call_exists", "call_id: that id is taken; choose another (a random UUID).", field="call_id") from None
+            message = "call_id: that id is taken; choose another (a random UUID)."
+            raise ApiError(409, "call_exists", message, field="call_id") from None
         found = self.get(call_id)
         assert found is not None
         return found
 
     def get(self, call_id: str) -> Call | None:
+        """The call with this id, whoever's it is."""
         row = self.db.read(lambda conn: conn.execute(select(calls).where(calls.c.call_id == call_id)).first())
         return _call(row) if row is not None else None
 
-    def live_calls(self, *user_ids: int) -> list[Call]:
-        """Every ringing or answered call that involves any of ``user_ids``, oldest first."""
-        ids = list(user_ids)
+    def live_calls(self, user_id: int) -> list[Call]:
+        """Every ringing or answered call of the user's, oldest first."""
         query = (
             select(calls)
-            .where(calls.c.state != ENDED, or_(calls.c.caller_id.in_(ids), calls.c.callee_id.in_(ids)))
+            .where(calls.c.state != ENDED, or_(calls.c.caller_id == user_id, calls.c.callee_id == user_id))
             .order_by(calls.c.id)
         )
         return [_call(row) for row in self.db.read(lambda conn: conn.execute(query).all())]
@@ -128,16 +126,16 @@ class Records:
         query = select(calls).where(calls.c.state == RINGING, calls.c.invited_at < moment)
         return [_call(row) for row in self.db.read(lambda conn: conn.execute(query).all())]
 
-    def answer(self, call_id: str, connection_key: str) -> Call | None:
+    def answer(self, call_id: str, connection_key: str, sdp: str) -> Call | None:
         """Mark a ringing call answered by this connection; None when it no longer rings (someone else won)."""
-        return self._transition(
-            call_id, calls.c.state == RINGING, state=ANSWERED, answered_at=utcnow(), callee_connection=connection_key, offer=None
-        )
+        values = {"state": ANSWERED, "answered_at": utcnow(), "callee_connection": connection_key, "offer": None, "answer": sdp}
+        return self._transition(call_id, calls.c.state == RINGING, **values)
 
     def end(self, call_id: str, reason: str, by_id: int | None = None, *, only: str | None = None) -> Call | None:
         """End a live call (only in state ``only`` when given); None when it had already ended or left that state."""
         condition = calls.c.state == only if only else calls.c.state != ENDED
-        return self._transition(call_id, condition, state=ENDED, ended_at=utcnow(), end_reason=reason, ended_by_id=by_id, offer=None)
+        values = {"state": ENDED, "ended_at": utcnow(), "end_reason": reason, "ended_by_id": by_id, "offer": None, "answer": None}
+        return self._transition(call_id, condition, **values)
 
     def bind(self, call_id: str, side: str, connection_key: str) -> Call | None:
         """Bind a live call's ``side`` to a new connection (after a reconnect); None when it has ended."""

@@ -91,38 +91,38 @@ def handlers(board: Switchboard) -> dict[str, Callable[[Connection, dict[str, An
 
     async def invite(connection: Connection, message: dict[str, Any]) -> dict[str, Any]:
         m = parse(Invite, message)
-        return await board.invite(connection, m.call_id, m.to, m.media, m.sdp)
+        return await board.handle(board.invite(connection, m.call_id, m.to, m.media, m.sdp))
 
     async def ringing(connection: Connection, message: dict[str, Any]) -> dict[str, Any]:
-        await board.ringing(connection, parse(_Message, message).call_id)
+        await board.handle(board.ringing(connection, parse(_Message, message).call_id))
         return {}
 
     async def answer(connection: Connection, message: dict[str, Any]) -> dict[str, Any]:
         m = parse(Answer, message)
-        return await board.answer(connection, m.call_id, m.sdp)
+        return await board.handle(board.answer(connection, m.call_id, m.sdp))
 
     async def candidate(connection: Connection, message: dict[str, Any]) -> dict[str, Any]:
         m = parse(CandidateMessage, message)
         found = m.candidate.model_dump(exclude_none=True) if m.candidate is not None else None
-        await board.candidate(connection, m.call_id, found)
+        await board.handle(board.candidate(connection, m.call_id, found))
         return {}
 
     async def renegotiate(connection: Connection, message: dict[str, Any]) -> dict[str, Any]:
         m = parse(Renegotiate, message)
-        await board.renegotiate(connection, m.call_id, m.sdp, m.sdp_type)
+        await board.handle(board.renegotiate(connection, m.call_id, m.sdp, m.sdp_type))
         return {}
 
     async def reject(connection: Connection, message: dict[str, Any]) -> dict[str, Any]:
-        await board.reject(connection, parse(_Message, message).call_id)
+        await board.handle(board.reject(connection, parse(_Message, message).call_id))
         return {}
 
     async def hangup(connection: Connection, message: dict[str, Any]) -> dict[str, Any]:
         m = parse(Hangup, message)
-        await board.hangup(connection, m.call_id, m.reason)
+        await board.handle(board.hangup(connection, m.call_id, m.reason))
         return {}
 
     async def resume(connection: Connection, message: dict[str, Any]) -> dict[str, Any]:
-        return await board.resume(connection, parse(_Message, message).call_id)
+        return await board.handle(board.resume(connection, parse(_Message, message).call_id))
 
     return {
         "calls.invite": invite,

@@ -14,6 +14,7 @@ from __future__ import annotations
 import asyncio
 import logging
 from collections.abc import Awaitable, Callable
+from contextvars import ContextVar
 from datetime import timedelta
 from typing import TYPE_CHECKING, Any, TypeVar
 
@@ -32,15 +33,30 @@ logger = logging.getLogger("everything.calls")
 
 T = TypeVar("T")
 
+# The messages a handler puts off until its reply is queued (None outside a handler).
+_put_off: ContextVar[list[Awaitable[None]] | None] = ContextVar("calls_put_off", default=None)
+
 # Stale rings (their timer died with its process) are swept this often.
 SWEEP_SECONDS = 30.0
 
 HANGUP_REASONS = ("hangup", "ice_failed", "media_failed")
+# Calls that end before the callee's tabs heard of them: only the caller is told.
+NEVER_RANG = frozenset({"busy", "unavailable", "failed"})
+# What the callee_connection column holds for a call the echo peer answered.
+ECHO_PEER = "echo"
 
 
 def unknown_call() -> ApiError:
     # The same answer for a call that does not exist and for someone else's: ids reveal nothing.
     return ApiError(404, "unknown_call", "No such call of yours.")
+
+
+def call_ended() -> ApiError:
+    return ApiError(409, "call_ended", "The call is over.")
+
+
+def not_ringing() -> ApiError:
+    return ApiError(409, "not_ringing", "The call is no longer ringing.")
 
 
 class Switchboard:
@@ -61,6 +77,11 @@ class Switchboard:
 
     async def start(self) -> None:
         self.echo_user = await _run(self._echo_account)
+        if not self.kernel.realtime.bus.shares_presence:
+            # One process is the whole deployment: calls still live are left from its previous run,
+            # whose sockets, timers and echo peers are gone.
+            for call in await _run(self.records.live_calls_everywhere):
+                await self._end(call.call_id, "disconnected")
         self._sweeper = asyncio.create_task(self._sweep(), name="calls-sweeper")
 
     async def stop(self, reason: str) -> None:
@@ -74,11 +95,11 @@ class Switchboard:
         prefix = f"{self.kernel.realtime.process_key}."
         live = await _run(self.records.live_calls_everywhere)
         for call in live:
-            mine = any((key or "").startswith(prefix) for key in (call.caller_connection, call.callee_connection))
-            if mine:
-                ended = await _run(self.records.end, call.call_id, reason)
-                if ended is not None:
-                    await self._tell_ended(ended)
+            if any((key or "").startswith(prefix) for key in (call.caller_connection, call.callee_connection)):
+                try:
+                    await self._end(call.call_id, reason)
+                except Exception:
+                    logger.exception("ending call %s at shut-down failed", call.call_id)
         await self.echo.close_all()
 
     def _echo_account(self) -> User:
@@ -94,18 +115,34 @@ class Switchboard:
             return found
 
     async def _sweep(self) -> None:
+        """Catch what timers lost with their process: rings past their timeout, calls whose party's socket is gone."""
         while True:
             await asyncio.sleep(SWEEP_SECONDS)
             try:
                 moment = utcnow() - timedelta(seconds=self.settings.ring_timeout_seconds + SWEEP_SECONDS)
                 for call in await _run(self.records.ringing_before, moment):
                     await self._end(call.call_id, "timeout", only=RINGING)
+                for call in await _run(self.records.live_calls_everywhere):
+                    if not await self._parties_reachable(call) and (call.call_id, "caller") not in self._grace:
+                        await self._end(call.call_id, "disconnected")
             except Exception:
                 logger.exception("sweeping stale calls failed")
+
+    async def _parties_reachable(self, call: Call) -> bool:
+        """Whether the connections the call is bound to are open in some process (the echo peer counts when ours)."""
+        realtime = self.kernel.realtime
+        bound = [(call.caller_id, call.caller_connection), (call.callee_id, call.callee_connection)]
+        for user_id, key in bound:
+            if key == ECHO_PEER:
+                continue
+            if key is not None and not await realtime.is_connection_open(user_id, key):
+                return False
+        return True
 
     # Placing a call -------------------------------------------------------------------
 
     async def invite(self, connection: Connection, call_id: str, to: str, media: str, sdp: str) -> dict[str, Any]:
+        """Place a call: screen it, store it, then ring the callee or end it at once (busy, unavailable, glare)."""
         caller = connection.user
         callee = await _run(self.kernel.user, to)
         verdict = await _run(self.screening.verdict, caller, callee, media)
@@ -114,21 +151,33 @@ class Switchboard:
         assert callee is not None
         for call in await _run(self.records.live_calls, caller.id):
             if not (call.caller_id == callee.id and call.callee_id == caller.id and call.state == RINGING):
-                raise ApiError(409, "in_call", "You are already in a call; hang up first.")
+                message = "You are already in a call, or placing one; hang it up first."
+                raise ApiError(409, "in_call", message, call_id=call.call_id)
         call = await _run(self.records.create, call_id, caller.id, callee.id, media, connection.key, sdp)
-        if self.echo_user is not None and callee.id == self.echo_user.id:
-            return await self._connect_echo(connection, call, sdp)
+        try:
+            if self.echo_user is not None and callee.id == self.echo_user.id:
+                return await self._connect_echo(connection, call, sdp)
+            return await self._ring(connection, call, caller, callee)
+        except BaseException:
+            # Nothing half-done: a call that could not be placed does not stay ringing.
+            await _run(self.records.end, call.call_id, "failed")
+            raise
+
+    async def _ring(self, connection: Connection, call: Call, caller: User, callee: User) -> dict[str, Any]:
         reason = await self._arbitrate(call)
         if reason is None and not await self.kernel.realtime.is_online_anywhere(callee):
             reason = "unavailable"
         if reason is not None:
             ended = await _run(self.records.end, call.call_id, reason, only=RINGING)
-            call = ended or call
-            self._after_reply(self._tell_ended(call))
-            return {"call": call_json(self.kernel, call, caller.id)}
-        self._timers[call.call_id] = asyncio.create_task(self._ring_timeout(call.call_id))
-        self._after_reply(self.kernel.realtime.send_to_user(callee, self._incoming(call, caller)))
-        return {"call": call_json(self.kernel, call, caller.id)}
+            if ended is not None:
+                self._after_reply(self._tell_ended(ended))
+            # else the other side of a glare race ended it first, and told both.
+            call = ended or await _run(self.records.get, call.call_id) or call
+            return {"call": await _run(call_json, self.kernel, call, caller.id)}
+        self._start_timer(call.call_id, self._ring_timeout(call.call_id))
+        incoming = await _run(self._incoming, call, caller)
+        self._after_reply(self.kernel.realtime.send_to_user(callee, incoming))
+        return {"call": await _run(call_json, self.kernel, call, caller.id)}
 
     async def _arbitrate(self, call: Call) -> str | None:
         """Why this new call must end at once (``busy``, ``glare``), or None; a glare loser of the other side is ended here.
@@ -143,7 +192,7 @@ class Switchboard:
             return "busy"
         for other in glare:
             if call.call_id < other.call_id:
-                await self._end(other.call_id, "glare", only=RINGING)
+                await self._end(other.call_id, "glare", only=RINGING, after_reply=True)
             else:
                 return "glare"
         return None
@@ -167,15 +216,17 @@ class Switchboard:
     async def _connect_echo(self, connection: Connection, call: Call, sdp: str) -> dict[str, Any]:
         try:
             answer = await self.echo.answer(call.call_id, sdp)
-        except Exception as exc:
+        except ValueError as exc:
             await _run(self.records.end, call.call_id, "media_failed")
-            raise ApiError(422, "invalid_sdp", f"sdp: the echo test could not use this offer ({exc.__class__.__name__}).") from None
-        answered = await _run(self.records.answer, call.call_id, "echo")
-        assert answered is not None
-        self._timers[call.call_id] = asyncio.create_task(self._echo_limit(call.call_id))
+            raise ApiError(422, "invalid_sdp", f"sdp: the echo test cannot use this offer: {exc}", field="sdp") from None
+        answered = await _run(self.records.answer, call.call_id, ECHO_PEER, answer)
+        if answered is None:  # the caller hung up meanwhile
+            await self.echo.close(call.call_id)
+            raise call_ended()
+        self._start_timer(call.call_id, self._echo_limit(call.call_id))
         message = {"type": "calls.answered", "call_id": call.call_id, "sdp": answer}
         self._after_reply(self.kernel.realtime.send_to_connection(connection.key, message))
-        return {"call": call_json(self.kernel, answered, connection.user.id)}
+        return {"call": await _run(call_json, self.kernel, answered, connection.user.id)}
 
     async def _echo_limit(self, call_id: str) -> None:
         await asyncio.sleep(self.settings.echo_max_seconds)
@@ -188,39 +239,43 @@ class Switchboard:
     # The callee's side ---------------------------------------------------------------
 
     async def ringing(self, connection: Connection, call_id: str) -> None:
+        """A callee's device rings: tell the caller."""
         call = await self._own_call(connection, call_id, side="callee")
         if call.state != RINGING:
-            raise ApiError(409, "not_ringing", "The call is no longer ringing.")
+            raise not_ringing()
         await self._send(call.caller_connection, {"type": "calls.ringing", "call_id": call_id})
 
     async def answer(self, connection: Connection, call_id: str, sdp: str) -> dict[str, Any]:
+        """The first answer wins and binds the call to its connection; the callee's other tabs stop ringing."""
         await self._own_call(connection, call_id, side="callee")
-        answered = await _run(self.records.answer, call_id, connection.key)
+        answered = await _run(self.records.answer, call_id, connection.key, sdp)
         if answered is None:
             now = await _run(self.records.get, call_id)
             if now is not None and now.state == ANSWERED:
                 raise ApiError(409, "already_answered", "The call was answered on another of your devices.")
-            raise ApiError(409, "call_ended", "The call is over.")
+            raise call_ended()
         self._cancel_timer(call_id)
         await self._send(answered.caller_connection, {"type": "calls.answered", "call_id": call_id, "sdp": sdp})
         ended_here = {"type": "calls.ended", "call_id": call_id, "reason": "answered_elsewhere", "by": None}
         await self.kernel.realtime.send_to_user(answered.callee_id, ended_here, except_connection=connection.key)
-        return {"call": call_json(self.kernel, answered, connection.user.id)}
+        return {"call": await _run(call_json, self.kernel, answered, connection.user.id)}
 
     async def reject(self, connection: Connection, call_id: str) -> None:
+        """The callee declines: the call ends as ``rejected`` for everyone."""
         await self._own_call(connection, call_id, side="callee")
-        if await self._end(call_id, "rejected", connection.user.id, only=RINGING) is None:
-            raise ApiError(409, "not_ringing", "The call is no longer ringing.")
+        if await self._end(call_id, "rejected", connection.user.id, only=RINGING, after_reply=True) is None:
+            raise not_ringing()
 
     # Either side -------------------------------------------------------------------------
 
     async def candidate(self, connection: Connection, call_id: str, candidate: dict[str, Any] | None) -> None:
+        """Pass an ICE candidate to the other party: every ringing tab of the callee, or the bound connection."""
         call = await self._own_call(connection, call_id)
         side = call.side_of(connection.user.id)
         message = {"type": "calls.candidate", "call_id": call_id, "candidate": candidate}
         if side == "caller":
             self._require_bound(call, "caller", connection)
-            if call.callee_connection == "echo":
+            if call.callee_connection == ECHO_PEER:
                 await self.echo.add_candidate(call_id, candidate)
             elif call.state == RINGING:
                 await self.kernel.realtime.send_to_user(call.callee_id, message)
@@ -231,43 +286,52 @@ class Switchboard:
             await self._send(call.caller_connection, message)
 
     async def renegotiate(self, connection: Connection, call_id: str, sdp: str, sdp_type: str) -> None:
+        """Pass a new offer or answer (video turned on, an ICE restart) to the other party of an answered call."""
         call = await self._own_call(connection, call_id)
         if call.state != ANSWERED:
             raise ApiError(409, "not_your_turn", "A call can be renegotiated once it is answered.")
         side = call.side_of(connection.user.id)
         assert side is not None
         self._require_bound(call, side, connection)
-        if call.callee_connection == "echo":
+        if call.callee_connection == ECHO_PEER:
             raise ApiError(409, "not_your_turn", "The echo test cannot renegotiate; call it again with video.")
         other = call.callee_connection if side == "caller" else call.caller_connection
         await self._send(other, {"type": "calls.renegotiate", "call_id": call_id, "sdp": sdp, "sdp_type": sdp_type})
 
     async def hangup(self, connection: Connection, call_id: str, reason: str) -> None:
+        """End a call: before an answer the caller cancels and the callee declines; after it, either hangs up."""
         call = await self._own_call(connection, call_id)
         side = call.side_of(connection.user.id)
+        assert side is not None
         if call.state == RINGING:
-            # Before an answer, the caller cancels and the callee declines.
-            reason, only = ("cancelled", RINGING) if side == "caller" else ("rejected", RINGING)
-        else:
-            assert side is not None
+            ringing_reason = "cancelled" if side == "caller" else "rejected"
+            if await self._end(call_id, ringing_reason, connection.user.id, only=RINGING, after_reply=True) is not None:
+                return
+            call = await self._own_call(connection, call_id)  # answered meanwhile: hang up the answered call
+        bound = getattr(call, f"{side}_connection")
+        # Another tab of the party may hang up once the bound one is gone for good (a crashed tab, a lost process).
+        if bound != connection.key and await self.kernel.realtime.is_connection_open(connection.user.id, bound or ""):
             self._require_bound(call, side, connection)
-            only = ANSWERED
-        if await self._end(call_id, reason, connection.user.id, only=only) is None:
-            raise ApiError(409, "call_ended", "The call is over.")
+        if await self._end(call_id, reason, connection.user.id, only=ANSWERED, after_reply=True) is None:
+            raise call_ended()
 
     async def resume(self, connection: Connection, call_id: str) -> dict[str, Any]:
+        """Bind a call to this new connection after a reconnect; a caller gets the answer again if it was missed."""
         call = await self._own_call(connection, call_id)
         side = call.side_of(connection.user.id)
         assert side is not None
         if side == "caller" or call.state == ANSWERED:
             rebound = await _run(self.records.bind, call_id, side, connection.key)
             if rebound is None:
-                raise ApiError(409, "call_ended", "The call is over.")
+                raise call_ended()
             call = rebound
             grace = self._grace.pop((call_id, side), None)
             if grace is not None:
                 grace.cancel()
-        return {"call": call_json(self.kernel, call, connection.user.id)}
+        reply = {"call": await _run(call_json, self.kernel, call, connection.user.id)}
+        if side == "caller" and call.state == ANSWERED:
+            reply["sdp"] = call.answer
+        return reply
 
     # Connections coming and going ----------------------------------------------------------
 
@@ -277,15 +341,15 @@ class Switchboard:
             if call.state == RINGING and call.callee_id == connection.user.id:
                 caller = await _run(self.kernel.user_by_id, call.caller_id)
                 if caller is not None:
-                    connection.send(self._incoming(call, caller))
+                    connection.send(await _run(self._incoming, call, caller))
 
     async def disconnected(self, connection: Connection) -> None:
         """A party's socket dropped: the call waits ``reconnect_grace_seconds`` for a ``calls.resume``."""
         for call in await _run(self.records.bound_to, connection.key):
             side = "caller" if call.caller_connection == connection.key else "callee"
             key = (call.call_id, side)
-            if key not in self._grace:
-                self._grace[key] = asyncio.create_task(self._after_grace(call.call_id, side, connection))
+            if key not in self._grace and self._sweeper is not None and not self._sweeper.done():
+                self._grace[key] = self._task(self._after_grace(call.call_id, side, connection))
 
     async def _after_grace(self, call_id: str, side: str, connection: Connection) -> None:
         await asyncio.sleep(self.settings.reconnect_grace_seconds)
@@ -296,10 +360,19 @@ class Switchboard:
 
     # Ending ----------------------------------------------------------------------------------
 
-    async def _end(self, call_id: str, reason: str, by_id: int | None = None, *, only: str | None = None) -> Call | None:
+    async def _end(
+        self, call_id: str, reason: str, by_id: int | None = None, *, only: str | None = None, after_reply: bool = False
+    ) -> Call | None:
+        """End a live call (in state ``only``, when given) and tell the parties; None when it had left that state.
+
+        ``after_reply``: the sender's own reply goes out first, as the protocol promises.
+        """
         ended = await _run(self.records.end, call_id, reason, by_id, only=only)
         if ended is not None:
-            await self._tell_ended(ended)
+            if after_reply:
+                self._after_reply(self._tell_ended(ended))
+            else:
+                await self._tell_ended(ended)
         return ended
 
     async def _tell_ended(self, call: Call) -> None:
@@ -312,18 +385,24 @@ class Switchboard:
         by = await _run(self.kernel.user_by_id, call.ended_by_id) if call.ended_by_id else None
         message = {"type": "calls.ended", "call_id": call.call_id, "reason": call.end_reason, "by": by.username if by else None}
         await self._send(call.caller_connection, message)
-        if call.callee_connection == "echo":
+        if call.callee_connection == ECHO_PEER:
             await self.echo.close(call.call_id)
         elif call.callee_connection is not None:
             await self._send(call.callee_connection, message)
-        else:
+        elif call.end_reason not in NEVER_RANG:
             await self.kernel.realtime.send_to_user(call.callee_id, message)
         if call.answered_at is None and call.end_reason in MISSED_REASONS:
-            caller = await _run(self.kernel.user_by_id, call.caller_id)
-            if caller is not None:
-                kind = "video call" if call.media == "video" else "call"
-                text = f"Missed {kind} from {caller.display_name or caller.username} (@{caller.username})"
-                await self.kernel.notifications.notify(call.callee_id, "calls.missed", text, url="/calls/", actor=caller)
+            try:
+                await self._note_missed(call)
+            except Exception:  # the call has ended whatever becomes of the note
+                logger.exception("noting missed call %s failed", call.call_id)
+
+    async def _note_missed(self, call: Call) -> None:
+        caller = await _run(self.kernel.user_by_id, call.caller_id)
+        if caller is not None:
+            kind = "video call" if call.media == "video" else "call"
+            text = f"Missed {kind} from {caller.display_name or caller.username} (@{caller.username})"
+            await self.kernel.notifications.notify(call.callee_id, "calls.missed", text, url="/calls/", actor=caller)
 
     # Helpers -----------------------------------------------------------------------------------
 
@@ -335,7 +414,7 @@ class Switchboard:
         if side is not None and call.side_of(connection.user.id) != side:
             raise ApiError(409, "not_your_turn", f"Only the {side} may send this.")
         if not call.live:
-            raise ApiError(409, "call_ended", "The call is over.")
+            raise call_ended()
         return call
 
     @staticmethod
@@ -344,25 +423,59 @@ class Switchboard:
             raise ApiError(409, "not_your_turn", "This call is in progress on another of your connections.")
 
     async def _send(self, connection_key: str | None, message: dict[str, Any]) -> None:
-        if connection_key and connection_key != "echo":
+        if connection_key and connection_key != ECHO_PEER:
             await self.kernel.realtime.send_to_connection(connection_key, message)
+
+    def _task(self, work: Awaitable[None]) -> asyncio.Task[None]:
+        """A timer's task, whose failure is logged rather than lost."""
+
+        async def guarded() -> None:
+            try:
+                await work
+            except asyncio.CancelledError:
+                raise
+            except Exception:
+                logger.exception("a calls timer failed")
+
+        return asyncio.ensure_future(guarded())
+
+    def _start_timer(self, call_id: str, work: Awaitable[None]) -> None:
+        self._timers[call_id] = self._task(work)
 
     def _cancel_timer(self, call_id: str) -> None:
         timer = self._timers.pop(call_id, None)
         if timer is not None and timer is not asyncio.current_task():
             timer.cancel()
 
+    async def handle(self, work: Awaitable[T]) -> T:
+        """Run a message's handling, then what it put off with :meth:`_after_reply`.
+
+        The kernel queues the reply as soon as the handler returns, before the
+        loop runs anything else: work started here, at the very end, comes after it.
+        """
+        token = _put_off.set([])
+        try:
+            return await work
+        finally:
+            later = _put_off.get()
+            _put_off.reset(token)
+            for deferred in later:
+                self.kernel.realtime.spawn(self._logged(deferred))
+
     def _after_reply(self, work: Awaitable[None]) -> None:
-        """Run ``work`` once the handler's reply is queued: the reply comes first on the sender's socket."""
+        """Send ``work``'s messages after the reply to the message being handled (at once outside a handler)."""
+        later = _put_off.get()
+        if later is None:
+            self.kernel.realtime.spawn(self._logged(work))
+        else:
+            later.append(work)
 
-        async def later() -> None:
-            await asyncio.sleep(0)
-            try:
-                await work
-            except Exception:
-                logger.exception("telling the parties of a call failed")
-
-        self.kernel.realtime.spawn(later())
+    @staticmethod
+    async def _logged(work: Awaitable[None]) -> None:
+        try:
+            await work
+        except Exception:
+            logger.exception("telling the parties of a call failed")
 
 
 async def _run(function: Callable[..., T], *args: Any, **kwargs: Any) -> T:

@@ -39,6 +39,7 @@ def upgrade() -> None:
         sa.Column("caller_connection", sa.String(40), nullable=True),
         sa.Column("callee_connection", sa.String(40), nullable=True),
         sa.Column("offer", sa.Text(), nullable=True),
+        sa.Column("answer", sa.Text(), nullable=True),
     )
     op.create_index("ix_calls_calls_caller", "calls_calls", ["caller_id", "id"])
     op.create_index("ix_calls_calls_callee", "calls_calls", ["callee_id", "id"])
