@@ -15,6 +15,7 @@ A plugin fails alone. Its neighbours, and the kernel, come up regardless.
 
 from __future__ import annotations
 
+import copy
 import importlib
 import importlib.metadata
 import inspect
@@ -279,9 +280,14 @@ class Plugins:
             for path in _route_paths(route):
                 if not (path.startswith(allowed) or path in (f"/{record.name}", f"/api/{record.name}")):
                     raise PluginFailure(f"route '{path}' is outside its namespace (/{record.name}/ and /api/{record.name}/)")
+        # Plugins often keep their routes in a module-level list, shared by every app in the
+        # process: gate copies, so that one app's switch never reaches another's routes.
+        gated = []
         for route in routes:
+            route = copy.copy(route)
             route.app = PluginGate(route.app, record)  # type: ignore[attr-defined]
-        record.routes = routes
+            gated.append(route)
+        record.routes = gated
 
     def _collect_realtime(self, record: PluginRecord, kernel: Any) -> None:
         handlers = self.call_one(record, "register_realtime", kernel=kernel) or {}

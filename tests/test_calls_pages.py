@@ -4,21 +4,19 @@ from __future__ import annotations
 
 import re
 from collections.abc import Iterator
-from contextlib import contextmanager
 from pathlib import Path
 from typing import Any
 
 import httpx
 import pytest
 from starlette.applications import Starlette
-from starlette.testclient import TestClient, WebSocketTestSession
+from starlette.testclient import TestClient
 
 from kernel import create_app
 from tests.conftest import UserClient, make_settings, running, sign_up
+from tests.test_calls_signaling import ANSWER, OFFER, allow_everyone, ask, connect, premium
 from tests.test_pages import HTML, csrf_of
 
-OFFER = "v=0\r\no=- 1 1 IN IP4 127.0.0.1\r\ns=-\r\nt=0 0\r\nm=audio 9 UDP/TLS/RTP/SAVPF 111\r\n"
-ANSWER = OFFER.replace("o=- 1 1", "o=- 2 2")
 UPSELL = "Audio and video calls are a premium feature. Subscribe to gain access."
 
 
@@ -29,42 +27,15 @@ def app(tmp_path: Path, database_url: str | None) -> Iterator[Starlette]:
         yield application
 
 
-def premium(app: Starlette, client: UserClient) -> UserClient:
-    kernel = app.state.kernel
-    app.state.test_portal.call(kernel.grant, kernel.user(client.username), "premium")
-    return client
-
-
-def allow_everyone(client: UserClient) -> None:
-    assert client.put("/api/calls/settings", json={"enabled": True, "allow": ["everyone"]}).status_code == 200
-
-
 def page(client: TestClient, path: str, status: int = 200, **headers: str) -> str:
     response = client.get(path, headers={**HTML, **headers})
     assert response.status_code == status, response.text
     return response.text
 
 
-def ask(ws: WebSocketTestSession, message: dict[str, Any]) -> dict[str, Any]:
-    """Send a message with an id; its reply or error."""
-    ws.send_json({"id": "q", **message})
-    while True:
-        answer = ws.receive_json()
-        if answer.get("ref") == "q":
-            return answer
-
-
-@contextmanager
-def connected(client: UserClient) -> Iterator[WebSocketTestSession]:
-    """One open tab of ``client``, greeted."""
-    with client.websocket_connect("/ws") as ws:
-        assert ws.receive_json()["type"] == "kernel.hello"
-        yield ws
-
-
 def call_unanswered(caller: UserClient, to: str, call_id: str, media: str = "audio") -> dict[str, Any]:
     """A call to someone with no open tab: it ends at once as unavailable, a missed call for them."""
-    with connected(caller) as ws:
+    with connect(caller) as ws:
         reply = ask(ws, {"type": "calls.invite", "call_id": call_id, "to": to, "media": media, "sdp": OFFER})
     assert reply["type"] == "reply", reply
     assert reply["call"]["end_reason"] == "unavailable"
@@ -122,7 +93,7 @@ def test_an_answered_call_shows_how_long_it_lasted_and_is_not_missed(app: Starle
     alice = premium(app, sign_up(app, "alice"))
     bob = sign_up(app, "bob_b")
     allow_everyone(bob)
-    with connected(bob) as bob_ws, connected(alice) as alice_ws:
+    with connect(bob) as bob_ws, connect(alice) as alice_ws:
         assert ask(alice_ws, {"type": "calls.invite", "call_id": "call-talk", "to": "bob_b", "media": "audio", "sdp": OFFER})["type"] == "reply"
         assert ask(bob_ws, {"type": "calls.answer", "call_id": "call-talk", "sdp": ANSWER})["type"] == "reply"
         assert ask(alice_ws, {"type": "calls.hangup", "call_id": "call-talk"})["type"] == "reply"

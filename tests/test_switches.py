@@ -12,7 +12,17 @@ from starlette.testclient import TestClient
 
 from kernel import create_app
 from kernel.cli import main as cli
-from tests.conftest import PASSWORD, RECORDER, assert_error, make_operator, recorder_settings, running, serve, sign_up
+from tests.conftest import (
+    PASSWORD,
+    RECORDER,
+    assert_error,
+    make_operator,
+    make_settings,
+    recorder_settings,
+    running,
+    serve,
+    sign_up,
+)
 from tests.plugin_fixtures import recorder
 
 HTML = {"accept": "text/html"}
@@ -65,6 +75,14 @@ def test_a_switch_survives_a_restart(tmp_path: Path) -> None:
         assert again.state.kernel.plugins.records["recorder"].state == "off"
         assert_error(TestClient(again).get("/api/recorder/ping"), 404, "not_found")
         assert "startup" not in recorder.calls(again.state.kernel)
+
+
+def test_a_switch_in_one_app_leaves_another_app_in_the_same_process_alone(tmp_path: Path) -> None:
+    # The feed keeps its routes in a module-level list, which both apps are handed.
+    first, second = create_app(make_settings(tmp_path / "first")), create_app(make_settings(tmp_path / "second"))
+    with running(first), TestClient(second) as other:
+        make_operator(first, "oscar").post("/api/admin/plugins/feed/disable")
+        assert other.get("/api/feed/explore").status_code == 200
 
 
 def test_a_plugin_that_requires_a_switched_off_one_goes_off_with_it(tmp_path: Path) -> None:

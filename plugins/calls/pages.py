@@ -38,9 +38,9 @@ from kernel import (
     render,
     safe_next,
 )
+from plugins.calls.screening import ECHO, MEDIA
 
 PAGE_SIZE = 25
-MEDIA = ("audio", "video")
 # Who may call, in the order the settings form offers them.
 ALLOW_CHOICES = {
     "verified": "Verified accounts",
@@ -48,7 +48,6 @@ ALLOW_CHOICES = {
     "contacts": "People in your address book",
 }
 EVERYONE = "everyone"
-ECHO = "echo"
 STATIC = "/static/plugins/calls"
 
 # A refusal or an end of a call, in words; "{name}" is the other person. calls.js has the same table.
