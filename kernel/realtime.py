@@ -496,5 +496,14 @@ async def websocket_endpoint(websocket: WebSocket) -> None:
     except (WebSocketDisconnect, RuntimeError):
         pass
     finally:
-        await connection.finish()
-        await kernel.plugins.notify("realtime_disconnected", kernel=kernel, connection=connection)
+        try:
+            await connection.finish()  # a close frame being flushed goes out before the socket ends
+        finally:
+            # A task of its own: when this one is being cancelled (a server stopping, a test client
+            # closing), the connection must still leave the hub and plugins hear of it.
+            hub.spawn(_closed(kernel, connection))
+
+
+async def _closed(kernel: Kernel, connection: Connection) -> None:
+    connection.hub.remove(connection)
+    await kernel.plugins.notify("realtime_disconnected", kernel=kernel, connection=connection)
