@@ -7,7 +7,7 @@ A plugin imports from ``kernel`` only::
 
 from kernel.address_book import Page, decode_cursor, encode_cursor
 from kernel.app import Kernel, create_app, get_kernel
-from kernel.contract import Feature, Manifest, NavItem, ProfileAction, ProfileSection, TextEntity
+from kernel.contract import Command, Feature, Manifest, NavItem, ProfileAction, ProfileSection, TextEntity
 from kernel.entitlements import Decision, Grant, Plan
 from kernel.errors import ApiError
 from kernel.guards import feature_required
@@ -21,6 +21,7 @@ from kernel.web import login_redirect, read_form, redirect, render, safe_next
 
 __all__ = [
     "ApiError",
+    "Command",
     "Connection",
     "Decision",
     "Feature",

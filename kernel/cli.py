@@ -6,7 +6,7 @@ import argparse
 import getpass
 import json
 import sys
-from collections.abc import Sequence
+from collections.abc import Mapping, Sequence
 from typing import TYPE_CHECKING, Any
 
 from sqlalchemy.exc import SQLAlchemyError
@@ -83,11 +83,11 @@ def cmd_db_upgrade(args: argparse.Namespace) -> int:
     return 0
 
 
-def _operator_kernel(args: argparse.Namespace, inspect_only: bool = False) -> Kernel:
+def _operator_kernel(args: argparse.Namespace, inspect_only: bool = False, plugins: Mapping[str, Any] | None = None) -> Kernel:
     """A kernel for an operator command: not serving, its database migrated when the settings let it."""
     from kernel.app import Kernel
 
-    kernel = Kernel(_settings(args), inspect_only=inspect_only)
+    kernel = Kernel(_settings(args), plugins, inspect_only=inspect_only)
     if not inspect_only and kernel.settings.migrates_by_itself:
         kernel.upgrade_database()
     return kernel
@@ -278,13 +278,53 @@ def build_parser() -> argparse.ArgumentParser:
     rollout = feature_actions.add_parser("rollout", parents=[common], help="roll a feature out to a percentage of users")
     rollout.add_argument("key")
     rollout.add_argument("percent", type=percent)
+    # Any other first word names a plugin whose commands run_plugin_command finds.
+    parser.set_defaults(builtin_commands=frozenset(commands.choices))
     return parser
 
 
+def run_plugin_command(argv: list[str], plugins: Mapping[str, Any] | None = None) -> int:
+    """``everything <plugin> <command> ...``: a command that a running plugin supplies (``register_commands``).
+
+    ``plugins`` adds modules to discover by name, as ``create_app`` takes them (tests use it).
+    """
+    from kernel.contract import Command
+
+    name = argv[0]
+    common = argparse.ArgumentParser(add_help=False)
+    common.add_argument("--config", help="settings file (default: $EVERYTHING_CONFIG, else ./everything.toml)")
+    common.add_argument("--data-dir", help="data folder (default: ./everything-data)")
+    known, _ = common.parse_known_args(argv[1:])
+    kernel = _operator_kernel(known, plugins=plugins)
+    record = kernel.plugins.records.get(name)
+    if record is None or not record.running:
+        print(f"error: '{name}' is neither a command nor a running plugin; see everything --help", file=sys.stderr)
+        return 2
+    commands = [item for item in kernel.plugins.call_one(record, "register_commands", kernel=kernel) or [] if isinstance(item, Command)]
+    parser = argparse.ArgumentParser(prog=f"everything {name}", description=f"Commands of the {record.title} plugin.")
+    actions = parser.add_subparsers(dest="action", required=True)
+    for command in commands:
+        sub = actions.add_parser(command.name, parents=[common], help=command.help)
+        if command.arguments is not None:
+            command.arguments(sub)
+        sub.set_defaults(run=command.run)
+    args = parser.parse_args(argv[1:])
+    return int(args.run(kernel, args))
+
+
 def main(argv: Sequence[str] | None = None) -> int:
-    args = build_parser().parse_args(argv)
+    words = list(sys.argv[1:] if argv is None else argv)
+    parser = build_parser()
+    if words and not words[0].startswith("-") and words[0] not in parser.get_default("builtin_commands"):
+        return _reporting_errors(lambda: run_plugin_command(words))
+    args = parser.parse_args(words)
+    return _reporting_errors(lambda: args.handler(args))
+
+
+def _reporting_errors(run: Any) -> int:
+    """Run a command; the errors an operator can act on become one line and an exit status."""
     try:
-        return args.handler(args)
+        return run()
     except SettingsError as exc:
         print(f"error: {exc}", file=sys.stderr)
         return 2

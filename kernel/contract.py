@@ -2,9 +2,12 @@
 
 from __future__ import annotations
 
+import argparse
 import re
+from collections.abc import Callable
 from dataclasses import dataclass, field
 from pathlib import Path
+from typing import Any
 
 from pydantic import BaseModel
 
@@ -119,3 +122,21 @@ class TextEntity:
     href: str | None = None
     html: str | None = None
     data: dict[str, object] = field(default_factory=dict)
+
+
+@dataclass(frozen=True)
+class Command:
+    """A subcommand of ``everything <plugin>``, such as ``everything payments audit``.
+
+    :param name: the word after the plugin's name.
+    :param help: one line for ``--help``.
+    :param run: called as ``run(kernel, args)`` with the booted kernel and the
+        parsed arguments; returns the exit status (0 for success).
+    :param arguments: adds the command's own arguments to its
+        ``argparse.ArgumentParser``; ``--config`` and ``--data-dir`` are always there.
+    """
+
+    name: str
+    help: str
+    run: Callable[[Any, argparse.Namespace], int]
+    arguments: Callable[[argparse.ArgumentParser], None] | None = None

@@ -31,7 +31,7 @@ if TYPE_CHECKING:
     from starlette.routing import BaseRoute
 
     from kernel.app import Kernel
-    from kernel.contract import Feature, Manifest, NavItem, ProfileAction, ProfileSection, TextEntity
+    from kernel.contract import Command, Feature, Manifest, NavItem, ProfileAction, ProfileSection, TextEntity
     from kernel.entitlements import Grant
     from kernel.identity import User
     from kernel.realtime import Connection
@@ -154,6 +154,22 @@ def profile_actions(request: Request, viewer: User | None, profile: User) -> Ite
     :param viewer: who is looking, or None.
     :param profile: whose profile it is.
     :returns: :class:`kernel.ProfileAction` objects.
+    """
+
+
+@hookspec
+def register_commands(kernel: Kernel) -> Iterable[Command]:
+    """Supply the plugin's subcommands of the ``everything`` command line.
+
+    Called when an operator runs ``everything <plugin> ...`` with this
+    plugin's name as the first word, once, for that plugin only, after the
+    kernel has booted (every plugin's routes registered, the database
+    migrated when the settings let it). Not called when the plugin is
+    disabled or switched off. ``everything <plugin> --help`` lists the
+    commands.
+
+    :param kernel: the booted :class:`kernel.Kernel`, not serving.
+    :returns: :class:`kernel.Command` objects.
     """
 
 

@@ -6,7 +6,10 @@ import inspect
 import time
 from pathlib import Path
 
+import pytest
+
 from kernel import create_app, hookspecs
+from kernel.cli import run_plugin_command
 from kernel.plugins import BUNDLED_PLUGINS
 from tests.conftest import make_operator, make_settings, running, sign_up
 from tests.plugin_fixtures import recorder
@@ -31,7 +34,7 @@ def test_the_recorder_plugin_implements_every_hook() -> None:
     assert all(hasattr(recorder, name) for name in HOOKS), "the recorder must exercise every hook"
 
 
-def test_every_hook_is_called_in_a_running_deployment(tmp_path: Path) -> None:
+def test_every_hook_is_called_in_a_running_deployment(tmp_path: Path, capsys: pytest.CaptureFixture[str]) -> None:
     settings = make_settings(tmp_path / "data", plugins={"enabled": [*BUNDLED_PLUGINS, "recorder"]})
     app = create_app(settings, plugins={"recorder": "tests.plugin_fixtures.recorder"})
     kernel = app.state.kernel
@@ -52,6 +55,14 @@ def test_every_hook_is_called_in_a_running_deployment(tmp_path: Path) -> None:
         operator.post("/api/admin/plugins/calls/disable")  # plugin_switched
         assert visitor.post("/api/feed/posts", json={"text": "hello"}).status_code == 201  # text_entities
     called = {call.split(":")[0] for call in recorder.calls(kernel)}
+    # register_commands runs in the command line's own kernel, which says which hooks it saw.
+    config = tmp_path / "everything.toml"
+    config.write_text(f"[plugins]\nenabled = {[*BUNDLED_PLUGINS, 'recorder']!r}\n")
+    words = ["recorder", "say", "hi", "--data-dir", str(tmp_path / "data"), "--config", str(config)]
+    assert run_plugin_command(words, plugins={"recorder": "tests.plugin_fixtures.recorder"}) == 0
+    said = capsys.readouterr().out
+    assert said.startswith("recorder says hi;") and "register_commands" in said
+    called.add("register_commands")
     # manifest is read before the kernel exists, so the plugin list proves it instead.
     assert kernel.plugins.records["recorder"].manifest.version == "1.2.3"
     assert called | {"manifest"} == set(HOOKS)

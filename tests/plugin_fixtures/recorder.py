@@ -11,6 +11,7 @@ from starlette.routing import Route
 
 from kernel import (
     ApiError,
+    Command,
     Connection,
     Feature,
     Grant,
@@ -238,3 +239,14 @@ def realtime_connected(kernel: Kernel, connection: Connection) -> None:
 @hookimpl
 async def realtime_disconnected(kernel: Kernel, connection: Connection) -> None:
     calls(kernel).append(f"realtime_disconnected:{connection.user.username}")
+
+
+def say(kernel: Kernel, args: object) -> int:
+    print(f"recorder says {getattr(args, 'words', '')}; hooks so far: {' '.join(calls(kernel))}")
+    return 0
+
+
+@hookimpl
+def register_commands(kernel: Kernel) -> list[Command]:
+    calls(kernel).append("register_commands")
+    return [Command("say", "print the words, and the hooks called so far", say, lambda parser: parser.add_argument("words"))]

@@ -1,0 +1,73 @@
+"""The payments plugin's services on one kernel: ``kernel.plugin_state["payments"]`` holds one :class:`Payments`."""
+
+from __future__ import annotations
+
+from typing import TYPE_CHECKING, Any
+
+import anyio.to_thread
+
+from kernel import ApiError, Page, User
+from plugins.payments.ledger import SAVINGS, WALLET, Ledger
+from plugins.payments.settings import PaymentsSettings
+
+if TYPE_CHECKING:
+    from kernel import Kernel
+
+
+def money(amount: int, currency: str) -> str:
+    """``1234`` USD as ``$12.34``; other currencies as ``12.34 EUR``."""
+    whole = f"{amount // 100:,}.{amount % 100:02d}"
+    return f"${whole}" if currency == "USD" else f"{whole} {currency}"
+
+
+class Payments:
+    """The wallet and transfers of one kernel."""
+
+    def __init__(self, kernel: Kernel, settings: PaymentsSettings) -> None:
+        self.kernel = kernel
+        self.settings = settings
+        self.ledger = Ledger(kernel.db, settings.currency)
+
+    async def wallet(self, user: User) -> dict[str, Any]:
+        """``{"balance", "currency", "savings"}`` in minor units."""
+        balances = await anyio.to_thread.run_sync(self.ledger.balances, user.id)
+        return {"balance": balances[WALLET], "currency": self.settings.currency, "savings": balances[SAVINGS]}
+
+    async def history(self, user: User, cursor: str | None, limit: int) -> Page:
+        """The user's transactions, newest first, with the other party as a user object."""
+        page = await anyio.to_thread.run_sync(self.ledger.history, user.id, cursor, limit)
+        return Page([await self._with_counterparty(item) for item in page.results], page.next_cursor)
+
+    async def transfer(self, payer: User, to: str, amount: int, note: str, key: str | None) -> tuple[dict[str, Any], bool]:
+        """Send ``amount`` to the user named ``to``; returns (the transaction, whether it answered a retry).
+
+        Refusals: 422 ``invalid_amount``, 422 ``self_transfer``, 404
+        ``unknown_user``, 403 ``blocked``, 409 ``insufficient_funds``, 409
+        ``idempotency_conflict``. Nothing is written unless it all succeeds.
+        """
+        if not 0 < amount <= self.settings.max_transfer:
+            limit = money(self.settings.max_transfer, self.settings.currency)
+            raise ApiError(422, "invalid_amount", f"amount: a whole number of cents from 1 to {limit}.", field="amount")
+        payee = await anyio.to_thread.run_sync(self.kernel.user, to)
+        if payee is None:
+            raise ApiError(404, "unknown_user", f"to: there is no user '{to}'.", field="to")
+        if payee.id == payer.id:
+            raise ApiError(422, "self_transfer", "to: you cannot send money to yourself.", field="to")
+        if await anyio.to_thread.run_sync(self.kernel.is_blocked, payer, payee):
+            raise ApiError(403, "blocked", "You cannot send money to this account.")
+        done, replayed = await anyio.to_thread.run_sync(self.ledger.transfer, payer.id, payee.id, amount, note, key)
+        if not replayed:
+            await self._tell_payee(payer, payee, done, amount, note)
+        return await self._with_counterparty(done), replayed
+
+    async def _tell_payee(self, payer: User, payee: User, done: dict[str, Any], amount: int, note: str) -> None:
+        shown = money(amount, self.settings.currency)
+        text = f"{payer.display_name or payer.username} (@{payer.username}) sent you {shown}" + (f": {note}" if note else "")
+        await self.kernel.notifications.notify(payee, "payments.received", text, url="/payments/", actor=payer, data={"amount": amount})
+        message = {"type": "payments.received", "transaction_id": done["id"], "amount": amount, "from": self.kernel.user_json(payer), "note": note}
+        await self.kernel.realtime.send_to_user(payee, message)
+
+    async def _with_counterparty(self, item: dict[str, Any]) -> dict[str, Any]:
+        other_id = item.pop("counterparty_id")
+        other = await anyio.to_thread.run_sync(self.kernel.user_by_id, other_id) if other_id else None
+        return {**item, "currency": self.settings.currency, "counterparty": self.kernel.user_json(other) if other else None}
