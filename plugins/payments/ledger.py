@@ -56,15 +56,22 @@ class Ledger:
     def __init__(self, db: Database, currency: str) -> None:
         self.db = db
         self.currency = currency
+        # Account ids never change and accounts are never deleted: remember those seen committed.
+        self._account_ids: dict[tuple[int | None, str], int] = {}
 
     # Accounts --------------------------------------------------------------------------
 
     def account_id(self, conn: Connection, user_id: int | None, kind: str) -> int:
         """The id of a user's (or, with None, the system's) account of ``kind``, made on first use."""
+        known = self._account_ids.get((user_id, kind))
+        if known is not None:
+            return known
         owner = accounts.c.user_id == user_id if user_id is not None else accounts.c.user_id.is_(None)
         query = select(accounts.c.id).where(owner, accounts.c.kind == kind, accounts.c.currency == self.currency)
         found = conn.execute(query).scalar()
         if found is not None:
+            # Not one made in this transaction, which a rollback could still undo.
+            self._account_ids[(user_id, kind)] = found
             return found
         values = {"user_id": user_id, "kind": kind, "currency": self.currency, "balance": 0, "created_at": utcnow()}
         try:
@@ -112,26 +119,26 @@ class Ledger:
             raise ValueError("a transfer is a positive amount between two users")
         request_hash = _hash({"to": payee_id, "amount": amount, "note": note}) if idempotency_key else None
 
-        def work(conn: Connection) -> tuple[int, bool]:
+        def work(conn: Connection) -> tuple[dict[str, Any], bool]:
             if idempotency_key is not None:
                 earlier = self._by_key(conn, payer_id, idempotency_key)
                 if earlier is not None:
-                    return _replayed(earlier, request_hash), True
+                    return _transaction_json(conn, _replayed(earlier, request_hash), payer_id), True
             payer = self.account_id(conn, payer_id, WALLET)
             payee = self.account_id(conn, payee_id, WALLET)
             legs = [Leg(payer, -amount, guarded=True), Leg(payee, amount, guarded=True)]
             extra = {"idempotency_key": idempotency_key, "request_hash": request_hash}
-            return self.post(conn, "transfer", legs, actor_id=payer_id, note=note, **extra), False
+            transaction_id = self.post(conn, "transfer", legs, actor_id=payer_id, note=note, **extra)
+            return _transaction_json(conn, transaction_id, payer_id), False
 
         try:
-            transaction_id, replayed = self.db.write(work)
+            return self.db.write(work)
         except IntegrityError:
             # A concurrent request with the same key won the insert: answer as its retry.
             earlier = self.db.read(lambda conn: self._by_key(conn, payer_id, idempotency_key or ""))
             if earlier is None:
                 raise
-            transaction_id, replayed = _replayed(earlier, request_hash), True
-        return self.transaction(transaction_id, payer_id), replayed
+            return self.transaction(_replayed(earlier, request_hash), payer_id), True
 
     def credit(self, user_id: int, amount: int, kind: str, note: str = "", *, source: str = EXTERNAL) -> int:
         """Move ``amount`` from a system account (``external`` by default) into the user's wallet; returns the transaction id."""
