@@ -260,6 +260,13 @@
     }
   }
 
+  // One call's descriptions are applied one after another: an offer for the camera that arrives
+  // while the answer is still being applied must wait for it, not be taken for glare and dropped.
+  function inOrder(current, work) {
+    current.applying = (current.applying || Promise.resolve()).then(work).catch((error) => console.warn("calls:", error));
+    return current.applying;
+  }
+
   async function takeRenegotiation(current, message) {
     const pc = current.pc;
     if (!pc || current.ended) return;
@@ -857,19 +864,21 @@
       const current = forCall(message);
       if (current && current.role === "caller" && !current.answered) setState(current, "ringing");
     });
-    realtime.on("calls.answered", async (message) => {
+    realtime.on("calls.answered", (message) => {
       const current = forCall(message);
       if (!current || current.role !== "caller" || current.answered) return;
       current.answered = true;
       setState(current, "connecting");
-      try {
-        await current.pc.setRemoteDescription({ type: "answer", sdp: message.sdp });
-        current.negotiable = true;
-        flushRemoteCandidates(current);
-      } catch (error) {
-        console.warn("calls: the answer was refused:", error);
-        hangup(current, "media_failed");
-      }
+      inOrder(current, async () => {
+        try {
+          await current.pc.setRemoteDescription({ type: "answer", sdp: message.sdp });
+          current.negotiable = true;
+          flushRemoteCandidates(current);
+        } catch (error) {
+          console.warn("calls: the answer was refused:", error);
+          hangup(current, "media_failed");
+        }
+      });
     });
     realtime.on("calls.candidate", (message) => {
       const current = forCall(message);
@@ -882,7 +891,7 @@
     });
     realtime.on("calls.renegotiate", (message) => {
       const current = forCall(message);
-      if (current) takeRenegotiation(current, message);
+      if (current) inOrder(current, () => takeRenegotiation(current, message));
     });
     realtime.on("calls.ended", (message) => {
       if (incoming.has(message.call_id)) {
