@@ -13,7 +13,7 @@ from __future__ import annotations
 
 import asyncio
 import logging
-from collections.abc import Awaitable, Callable
+from collections.abc import Awaitable, Callable, Coroutine
 from contextvars import ContextVar
 from datetime import timedelta
 from typing import TYPE_CHECKING, Any, TypeVar
@@ -426,20 +426,14 @@ class Switchboard:
         if connection_key and connection_key != ECHO_PEER:
             await self.kernel.realtime.send_to_connection(connection_key, message)
 
-    def _task(self, work: Awaitable[None]) -> asyncio.Task[None]:
+    def _task(self, work: Coroutine[Any, Any, None]) -> asyncio.Task[None]:
         """A timer's task, whose failure is logged rather than lost."""
+        # The coroutine is the task itself: cancelled before it ever ran, it is still closed cleanly.
+        task = asyncio.ensure_future(work)
+        task.add_done_callback(_log_failure)
+        return task
 
-        async def guarded() -> None:
-            try:
-                await work
-            except asyncio.CancelledError:
-                raise
-            except Exception:
-                logger.exception("a calls timer failed")
-
-        return asyncio.ensure_future(guarded())
-
-    def _start_timer(self, call_id: str, work: Awaitable[None]) -> None:
+    def _start_timer(self, call_id: str, work: Coroutine[Any, Any, None]) -> None:
         self._timers[call_id] = self._task(work)
 
     def _cancel_timer(self, call_id: str) -> None:
@@ -476,6 +470,11 @@ class Switchboard:
             await work
         except Exception:
             logger.exception("telling the parties of a call failed")
+
+
+def _log_failure(task: asyncio.Task[None]) -> None:
+    if not task.cancelled() and task.exception() is not None:
+        logger.error("a calls timer failed", exc_info=task.exception())
 
 
 async def _run(function: Callable[..., T], *args: Any, **kwargs: Any) -> T:
