@@ -33,13 +33,18 @@ BROWSER_MARKS = [
 ]
 
 
-@pytest.fixture(scope="module")
-def browser() -> Iterator[Any]:
+def launched_chromium(extra_args: list[str] | None = None) -> Iterator[Any]:
+    """Debian's Chromium under Playwright, with the kit's arguments and ``extra_args``; for module fixtures."""
     sync_api = pytest.importorskip("playwright.sync_api", reason="the playwright package is not installed (pip install -e '.[test]')")
     with sync_api.sync_playwright() as playwright:
-        launched = playwright.chromium.launch(executable_path=str(CHROMIUM), args=CHROMIUM_ARGS)
+        launched = playwright.chromium.launch(executable_path=str(CHROMIUM), args=[*CHROMIUM_ARGS, *(extra_args or [])])
         yield launched
         launched.close()
+
+
+@pytest.fixture(scope="module")
+def browser() -> Iterator[Any]:
+    yield from launched_chromium()
 
 
 def assert_no_horizontal_scroll(page: Any) -> None:

@@ -16,13 +16,12 @@ from typing import Any
 import pytest
 
 from kernel import create_app
-from tests.browser_kit import BROWSER_MARKS, CHROMIUM, CHROMIUM_ARGS, VIEWPORTS, assert_no_horizontal_scroll
+from tests.browser_kit import BROWSER_MARKS, VIEWPORTS, assert_no_horizontal_scroll, launched_chromium
 from tests.conftest import PASSWORD, LiveServer, make_settings
 
 pytestmark = BROWSER_MARKS
 
 CALL_ARGS = [
-    *CHROMIUM_ARGS,
     "--use-fake-ui-for-media-stream",  # grant camera and microphone without asking
     "--use-fake-device-for-media-stream",  # a test pattern and a beep instead of real devices
     "--allow-loopback-in-peer-connection",
@@ -43,11 +42,7 @@ INBOUND = """async () => {
 
 @pytest.fixture(scope="module")
 def call_browser() -> Iterator[Any]:
-    sync_api = pytest.importorskip("playwright.sync_api", reason="the playwright package is not installed (pip install -e '.[test]')")
-    with sync_api.sync_playwright() as playwright:
-        launched = playwright.chromium.launch(executable_path=str(CHROMIUM), args=CALL_ARGS)
-        yield launched
-        launched.close()
+    yield from launched_chromium(CALL_ARGS)
 
 
 @pytest.fixture
@@ -55,6 +50,16 @@ def calls_server(tmp_path: Path) -> Iterator[LiveServer]:
     settings = make_settings(tmp_path / "data", plugins={"calls": {"host_addresses": ["127.0.0.1"]}})
     with LiveServer(create_app(settings)) as server:
         yield server
+
+
+def lets_everyone_call(context: Any) -> Any:
+    """In the callee's settings page, let everyone call; returns that page, left open to ring."""
+    page = context.new_page()
+    page.goto("/calls/settings")
+    page.get_by_label("Everyone").check()
+    page.get_by_role("button", name="Save call settings").click()
+    page.wait_for_url(re.compile(r".*saved=calls"))
+    return page
 
 
 def person(browser: Any, server: LiveServer, username: str, display_name: str, device: str = "desktop") -> Any:
@@ -217,11 +222,7 @@ def test_turning_the_camera_on_in_an_audio_call_sends_video(call_browser: Any, c
     caller_context = person(call_browser, calls_server, caller_name, "Ada Lovelace")
     make_premium(calls_server, caller_name)
     try:
-        bob = callee_context.new_page()
-        bob.goto("/calls/settings")
-        bob.get_by_label("Everyone").check()
-        bob.get_by_role("button", name="Save call settings").click()
-        bob.wait_for_url(re.compile(r".*saved=calls"))
+        bob = lets_everyone_call(callee_context)
 
         ada = caller_context.new_page()
         ada.goto(f"/calls/call?to={callee_name}&media=audio")  # typed in: the page places the call by itself
@@ -290,11 +291,7 @@ def test_a_call_survives_its_socket_dropping_and_coming_back(call_browser: Any, 
     caller_context.add_init_script(TRACK_SOCKETS)
     make_premium(short_grace_server, caller_name)
     try:
-        bob = callee_context.new_page()
-        bob.goto("/calls/settings")
-        bob.get_by_label("Everyone").check()
-        bob.get_by_role("button", name="Save call settings").click()
-        bob.wait_for_url(re.compile(r".*saved=calls"))
+        bob = lets_everyone_call(callee_context)
 
         ada = caller_context.new_page()
         ada.goto(f"/calls/call?to={callee_name}&media=video")
@@ -357,11 +354,7 @@ def test_accepting_an_audio_call_with_video_sends_the_picture_too(call_browser: 
     caller_context = person(call_browser, calls_server, caller_name, "Ada Lovelace")
     make_premium(calls_server, caller_name)
     try:
-        bob = callee_context.new_page()
-        bob.goto("/calls/settings")
-        bob.get_by_label("Everyone").check()
-        bob.get_by_role("button", name="Save call settings").click()
-        bob.wait_for_url(re.compile(r".*saved=calls"))
+        bob = lets_everyone_call(callee_context)
 
         ada = caller_context.new_page()
         ada.goto(f"/calls/call?to={callee_name}&media=audio")

@@ -74,6 +74,13 @@ def invite(ws: WebSocketTestSession, to: str, call_id: str = "call-1", media: st
     return ask(ws, {"type": "calls.invite", "call_id": call_id, "to": to, "media": media, "sdp": OFFER})
 
 
+def answered_call(caller: WebSocketTestSession, callee: WebSocketTestSession) -> None:
+    """The caller calls bob_b as call-1 and the callee's tab answers it."""
+    invite(caller, "bob_b")
+    receive(callee, "calls.incoming")
+    ask(callee, {"type": "calls.answer", "call_id": "call-1", "sdp": ANSWER})
+
+
 @pytest.fixture
 def alice(app: Starlette) -> UserClient:
     return premium(app, sign_up(app, "alice"))
@@ -214,9 +221,7 @@ def test_candidates_reach_the_answering_connection_and_the_caller(alice: UserCli
 
 def test_renegotiation_passes_between_the_parties(alice: UserClient, bob: UserClient) -> None:
     with connect(alice) as caller, connect(bob) as callee:
-        invite(caller, "bob_b")
-        receive(callee, "calls.incoming")
-        ask(callee, {"type": "calls.answer", "call_id": "call-1", "sdp": ANSWER})
+        answered_call(caller, callee)
         ask(caller, {"type": "calls.renegotiate", "call_id": "call-1", "sdp": OFFER, "sdp_type": "offer"})
         assert receive(callee, "calls.renegotiate") == {"type": "calls.renegotiate", "call_id": "call-1", "sdp": OFFER, "sdp_type": "offer"}
 
@@ -256,9 +261,7 @@ def test_hanging_up_before_an_answer_cancels_and_counts_as_missed(alice: UserCli
 
 def test_hanging_up_an_answered_call_ends_it_for_both_with_its_duration(alice: UserClient, bob: UserClient) -> None:
     with connect(alice) as caller, connect(bob) as callee:
-        invite(caller, "bob_b")
-        receive(callee, "calls.incoming")
-        ask(callee, {"type": "calls.answer", "call_id": "call-1", "sdp": ANSWER})
+        answered_call(caller, callee)
         ask(callee, {"type": "calls.hangup", "call_id": "call-1", "reason": "hangup"})
         assert receive(caller, "calls.ended") == {"type": "calls.ended", "call_id": "call-1", "reason": "hangup", "by": "bob_b"}
         again = ask(caller, {"type": "calls.hangup", "call_id": "call-1"})
@@ -295,9 +298,7 @@ def test_a_callee_with_no_open_connection_is_unavailable_and_gets_a_missed_call(
 def test_a_callee_already_in_a_call_is_busy(app: Starlette, alice: UserClient, bob: UserClient) -> None:
     carol = premium(app, sign_up(app, "carol"))
     with connect(alice) as first, connect(bob) as callee, connect(carol) as second:
-        invite(first, "bob_b")
-        receive(callee, "calls.incoming")
-        ask(callee, {"type": "calls.answer", "call_id": "call-1", "sdp": ANSWER})
+        answered_call(first, callee)
         invite(second, "bob_b", call_id="call-2")
         assert receive(second, "calls.ended") == {"type": "calls.ended", "call_id": "call-2", "reason": "busy", "by": None}
         assert ask(callee, {"type": "kernel.ping"})["type"] == "kernel.pong", "bob's call went on undisturbed"
@@ -343,9 +344,7 @@ def test_a_party_that_stays_disconnected_past_the_grace_period_ends_the_call(tmp
         allow_everyone(bob)
         with connect(bob) as callee:
             with connect(alice) as caller:
-                invite(caller, "bob_b")
-                receive(callee, "calls.incoming")
-                ask(callee, {"type": "calls.answer", "call_id": "call-1", "sdp": ANSWER})
+                answered_call(caller, callee)
             assert receive(callee, "calls.ended") == {"type": "calls.ended", "call_id": "call-1", "reason": "disconnected", "by": "alice"}
 
 
@@ -356,9 +355,7 @@ def test_a_party_that_resumes_within_the_grace_period_keeps_the_call(tmp_path: P
         allow_everyone(bob)
         with connect(bob) as callee:
             with connect(alice) as caller:
-                invite(caller, "bob_b")
-                receive(callee, "calls.incoming")
-                ask(callee, {"type": "calls.answer", "call_id": "call-1", "sdp": ANSWER})
+                answered_call(caller, callee)
             with connect(alice) as again:
                 assert ask(again, {"type": "calls.resume", "call_id": "call-1"})["call"]["state"] == "answered"
                 time.sleep(0.8)
@@ -455,9 +452,7 @@ def test_the_calls_api_needs_a_signed_in_user(app: Starlette) -> None:
 def test_switching_calls_off_ends_live_calls_and_refuses_new_ones(app: Starlette, alice: UserClient, bob: UserClient) -> None:
     operator = make_operator(app, "oscar")
     with connect(alice) as caller, connect(bob) as callee:
-        invite(caller, "bob_b")
-        receive(callee, "calls.incoming")
-        ask(callee, {"type": "calls.answer", "call_id": "call-1", "sdp": ANSWER})
+        answered_call(caller, callee)
         assert operator.post("/api/admin/plugins/calls/disable").status_code == 200
         assert receive(caller, "calls.ended")["reason"] == "plugin_disabled"
         assert invite(caller, "bob_b", call_id="call-2")["code"] == "plugin_disabled"
