@@ -466,6 +466,63 @@ class Entitlements:
         self.forget(user.id)
         return revoked
 
+    def settle(
+        self,
+        conn: Connection,
+        user: User,
+        *,
+        source: str,
+        reference: str,
+        plan: str | None,
+        ends_at: datetime | None,
+        actor: User | str = "system",
+    ) -> bool:
+        """Make the user's current grants from ``source``/``reference`` exactly one grant of ``plan`` until ``ends_at``.
+
+        For a billing plugin that mirrors an outside subscription: it writes
+        inside ``conn``'s transaction (beside the plugin's own record of the
+        event), and calling it again with the same answer changes nothing,
+        so replays and out-of-order events converge. ``plan`` None, or an
+        ``ends_at`` already past, leaves no such grant. Returns whether
+        anything changed; after the commit call :meth:`Kernel.grants_changed`.
+        """
+        if plan is not None and (plan not in self.catalog.plans or plan == FREE):
+            raise ApiError(422, "unknown_plan", f"plan: no plan named '{plan}' can be granted", field="plan")
+        now = utcnow()
+        if ends_at is not None and ends_at <= now:
+            plan = None
+        current = and_(
+            grants.c.user_id == user.id,
+            grants.c.source == source,
+            grants.c.reference == reference[:200],
+            grants.c.revoked_at.is_(None),
+            or_(grants.c.ends_at.is_(None), grants.c.ends_at > now),
+        )
+        found = [_grant(row) for row in conn.execute(select(grants).where(current)).all()]
+        if plan is not None and len(found) == 1 and found[0].plan == plan and found[0].ends_at == ends_at:
+            return False
+        if found:
+            conn.execute(update(grants).where(grants.c.id.in_([g.id for g in found])).values(revoked_at=now))
+            ids = ", ".join(f"#{g.id}" for g in found)
+            audit.record(conn, actor, "grant.revoke", f"@{user.username}", f"{', '.join(sorted({g.plan for g in found}))} ({source}) {ids}")
+        if plan is not None:
+            values = {
+                "user_id": user.id,
+                "plan": plan,
+                "source": source,
+                "starts_at": now,
+                "ends_at": ends_at,
+                "reference": reference[:200],
+                "created_at": now,
+                "revoked_at": None,
+                "start_notified": False,
+                "end_notified": False,
+            }
+            grant_id = conn.execute(insert(grants).values(**values).returning(grants.c.id)).scalar_one()
+            until = f" until {iso(ends_at)}" if ends_at else ""
+            audit.record(conn, actor, "grant.create", f"@{user.username}", f"{plan} ({source}){until} #{grant_id}")
+        return True
+
     def grants_of(self, user_id: int) -> list[Grant]:
         """Every grant the user ever had, newest first."""
         rows = self.db.read(lambda conn: conn.execute(_GRANTS_OF.order_by(grants.c.id.desc()), {"user_id": user_id}).all())

@@ -1,7 +1,9 @@
-"""Payments: a wallet on a double-entry ledger and peer-to-peer transfers by username.
+"""Payments: premium subscriptions through a billing provider, and a wallet on a double-entry ledger.
 
-Subscriptions through Stripe, top-ups, payment requests, savings and the
-pages come next (docs/payments.md says what is done).
+Subscriptions (Stripe, or the embedded sandbox's checkout page) grant plans
+through the kernel's entitlements; the wallet takes top-ups, transfers by
+username, payment requests and a savings account with daily interest.
+docs/payments.md has the choices.
 """
 
 from __future__ import annotations
@@ -10,12 +12,14 @@ import argparse
 import sys
 from pathlib import Path
 
-from kernel import Command, Kernel, Manifest, hookimpl
-from plugins.payments import api
+from starlette.requests import Request
+
+from kernel import Command, Kernel, Manifest, NavItem, ProfileAction, User, get_kernel, hookimpl
+from plugins.payments import api, billing_api, billing_pages, interest_cli, pages
 from plugins.payments.service import Payments
 from plugins.payments.settings import PaymentsSettings
 
-__version__ = "0.2.0"
+__version__ = "1.0.0"
 HERE = Path(__file__).parent
 
 
@@ -28,13 +32,43 @@ def manifest() -> Manifest:
         description="Premium subscriptions, a wallet and peer-to-peer transfers.",
         settings_model=PaymentsSettings,
         migrations=HERE / "migrations",
+        templates=HERE / "templates",
+        static=HERE / "static",
     )
 
 
 @hookimpl
 def register_routes(kernel: Kernel) -> list:
     kernel.plugin_state["payments"] = Payments(kernel, kernel.plugin_settings("payments"))
-    return list(api.routes)
+    return [*api.routes, *billing_api.routes, *billing_pages.routes, *pages.routes]
+
+
+@hookimpl
+def subscribe_url(request: Request, user: User | None, plan: str) -> str | None:
+    found = get_kernel(request).entitlements.catalog.plans.get(plan)
+    return f"/payments/subscribe/{plan}" if found is not None and found.price > 0 else None
+
+
+@hookimpl
+def nav_items(user: User | None) -> list[NavItem]:
+    return pages.nav_items(user)
+
+
+@hookimpl
+def profile_actions(request: Request, viewer: User | None, profile: User) -> list[ProfileAction]:
+    return pages.profile_actions(request, viewer, profile)
+
+
+@hookimpl
+async def startup(kernel: Kernel) -> None:
+    kernel.plugin_state["payments"].billing.periodic_look.start()
+    kernel.plugin_state["payments"].interest_job.start()
+
+
+@hookimpl
+async def shutdown(kernel: Kernel) -> None:
+    await kernel.plugin_state["payments"].interest_job.stop()
+    await kernel.plugin_state["payments"].billing.periodic_look.stop()
 
 
 def audit(kernel: Kernel, args: argparse.Namespace) -> int:
@@ -49,4 +83,4 @@ def audit(kernel: Kernel, args: argparse.Namespace) -> int:
 @hookimpl
 def register_commands() -> list[Command]:
     help = "check that every transaction sums to zero, balances equal their entries, no user is below zero"
-    return [Command("audit", help, audit)]
+    return [Command("audit", help, audit), Command("accrue-interest", interest_cli.HELP, interest_cli.run, interest_cli.arguments)]

@@ -22,7 +22,8 @@ import json
 from dataclasses import dataclass
 from typing import TYPE_CHECKING, Any
 
-from sqlalchemy import and_, func, select
+from sqlalchemy import Boolean, TextClause, and_, bindparam, func, or_, select, text
+from sqlalchemy.dialects import postgresql, sqlite
 from sqlalchemy.exc import IntegrityError
 
 from kernel import ApiError, Page, decode_cursor, encode_cursor, iso, utcnow
@@ -50,6 +51,34 @@ class Leg:
     guarded: bool
 
 
+# The statements of a posting, built once: SQLAlchemy then finds each compiled in its cache
+# instead of building, hashing and compiling a new statement for every transfer.
+_INSERT_TRANSACTION = transactions.insert()
+# One UPDATE per leg, sent together (executemany): the balance moves only where the guard allows.
+_MOVE = (
+    accounts.update()
+    .where(
+        accounts.c.id == bindparam("account"),
+        or_(bindparam("unguarded", type_=Boolean), accounts.c.balance + bindparam("amount") >= 0),
+    )
+    .values(balance=accounts.c.balance + bindparam("amount"))
+)
+_ENTRY_ROWS: dict[int, TextClause] = {}
+
+
+def _insert_entries(count: int) -> TextClause:
+    """One INSERT of ``count`` entries (parameters ``transaction``, ``account_<i>``, ``amount_<i>``).
+
+    As text: SQLAlchemy does not cache the compiled form of a multi-row
+    ``insert().values([...])``, and compiling it again cost more than running it.
+    """
+    statement = _ENTRY_ROWS.get(count)
+    if statement is None:
+        rows = ", ".join(f"(:transaction, :account_{i}, :amount_{i})" for i in range(count))
+        statement = _ENTRY_ROWS[count] = text(f"INSERT INTO {entries.name} (transaction_id, account_id, amount) VALUES {rows}")
+    return statement
+
+
 class Ledger:
     """Accounts, transactions and entries of one deployment, in one currency. Blocking: run off the event loop."""
 
@@ -58,6 +87,13 @@ class Ledger:
         self.currency = currency
         # Account ids never change and accounts are never deleted: remember those seen committed.
         self._account_ids: dict[tuple[int | None, str], int] = {}
+        # A transfer's row, unless its idempotency key is taken: then nothing, and it is a retry.
+        dialect = sqlite if db.is_sqlite else postgresql
+        self._insert_transfer = (
+            dialect.insert(transactions)
+            .on_conflict_do_nothing(index_elements=[transactions.c.actor_id, transactions.c.idempotency_key])
+            .returning(transactions.c.id)
+        )
 
     # Accounts --------------------------------------------------------------------------
 
@@ -94,19 +130,10 @@ class Ledger:
         Raises 409 ``insufficient_funds`` (and so rolls everything back) when a
         guarded debit would take its account below zero.
         """
-        if sum(leg.amount for leg in legs) != 0 or not legs:
-            raise ValueError("a transaction's entries must sum to zero")
-        now = utcnow()
-        row = {"kind": kind, "created_at": now, "actor_id": actor_id, "note": note, **extra}
-        transaction_id = conn.execute(transactions.insert().values(row)).inserted_primary_key[0]
-        # Accounts in id order: two transfers crossing each other lock them in the same order, never deadlock.
-        for leg in sorted(legs, key=lambda leg: leg.account_id):
-            update = accounts.update().where(accounts.c.id == leg.account_id).values(balance=accounts.c.balance + leg.amount)
-            if leg.guarded and leg.amount < 0:
-                update = update.where(accounts.c.balance + leg.amount >= 0)
-            if conn.execute(update).rowcount != 1:
-                raise insufficient_funds()
-        conn.execute(entries.insert(), [{"transaction_id": transaction_id, "account_id": leg.account_id, "amount": leg.amount} for leg in legs])
+        _check_balanced(legs)
+        row = {"kind": kind, "created_at": utcnow(), "actor_id": actor_id, "note": note, **extra}
+        transaction_id = conn.execute(_INSERT_TRANSACTION, row).inserted_primary_key[0]
+        _write_legs(conn, transaction_id, legs)
         return transaction_id
 
     def transfer(self, payer_id: int, payee_id: int, amount: int, note: str, idempotency_key: str | None) -> tuple[dict[str, Any], bool]:
@@ -114,27 +141,46 @@ class Ledger:
 
         The same idempotency key with the same request returns the first
         result; with another request it is 409 ``idempotency_conflict``.
+
+        Three statements between BEGIN and COMMIT: the transaction's row,
+        which is also the idempotency check (``ON CONFLICT DO NOTHING
+        RETURNING id``: no id means the key was used); both guarded balance
+        updates, sent as one batch; both entries, in one INSERT. The answer
+        is made from what was written, not read back.
         """
         if amount <= 0 or payer_id == payee_id:
             raise ValueError("a transfer is a positive amount between two users")
         request_hash = _hash({"to": payee_id, "amount": amount, "note": note}) if idempotency_key else None
 
         def work(conn: Connection) -> tuple[dict[str, Any], bool]:
-            if idempotency_key is not None:
-                earlier = self._by_key(conn, payer_id, idempotency_key)
-                if earlier is not None:
-                    return _transaction_json(conn, _replayed(earlier, request_hash), payer_id), True
+            now = utcnow()
+            row = {
+                "kind": "transfer",
+                "created_at": now,
+                "actor_id": payer_id,
+                "note": note,
+                "idempotency_key": idempotency_key,
+                "request_hash": request_hash,
+            }
+            transaction_id = conn.execute(self._insert_transfer, row).scalar()
+            if transaction_id is None:  # the key was taken, by this request's first try or by another request
+                # Committed, and so visible here: SQLite has one writer at a time, and PostgreSQL's insert waited
+                # for the other transaction to end, and each statement reads what was committed before it.
+                earlier = self._by_key(conn, payer_id, idempotency_key or "")
+                if earlier is None:
+                    raise RuntimeError("an idempotency key in use, but by no transaction this one can see")
+                return _transaction_json(conn, _replayed(earlier, request_hash), payer_id), True
             payer = self.account_id(conn, payer_id, WALLET)
             payee = self.account_id(conn, payee_id, WALLET)
-            legs = [Leg(payer, -amount, guarded=True), Leg(payee, amount, guarded=True)]
-            extra = {"idempotency_key": idempotency_key, "request_hash": request_hash}
-            transaction_id = self.post(conn, "transfer", legs, actor_id=payer_id, note=note, **extra)
-            return _transaction_json(conn, transaction_id, payer_id), False
+            _write_legs(conn, transaction_id, [Leg(payer, -amount, guarded=True), Leg(payee, amount, guarded=True)])
+            done = {"id": transaction_id, "kind": "transfer", "amount": -amount, "note": note, "created_at": iso(now)}
+            return {**done, "counterparty_id": payee_id, "reverses": None}, False
 
         try:
             return self.db.write(work)
         except IntegrityError:
-            # A concurrent request with the same key won the insert: answer as its retry.
+            # The insert above absorbs a key already used; should a conflict still surface (another
+            # writer of the same table, another isolation level), answer as the retry when there is one.
             earlier = self.db.read(lambda conn: self._by_key(conn, payer_id, idempotency_key or ""))
             if earlier is None:
                 raise
@@ -217,6 +263,34 @@ class Ledger:
             transactions.c.actor_id == actor_id, transactions.c.idempotency_key == key
         )
         return conn.execute(query).first()
+
+
+def _check_balanced(legs: list[Leg]) -> None:
+    if sum(leg.amount for leg in legs) != 0 or not legs:
+        raise ValueError("a transaction's entries must sum to zero")
+
+
+def _write_legs(conn: Connection, transaction_id: int, legs: list[Leg]) -> None:
+    """Move each leg's account balance (a guarded debit only if it stays at or above zero) and insert its entry.
+
+    Accounts in id order: two transactions crossing each other lock them in
+    the same order, never deadlock. 409 ``insufficient_funds`` when a
+    guarded debit did not apply: the caller's database transaction rolls back.
+    """
+    moves = [
+        {"account": leg.account_id, "amount": leg.amount, "unguarded": not (leg.guarded and leg.amount < 0)}
+        for leg in sorted(legs, key=lambda leg: leg.account_id)
+    ]
+    if conn.dialect.supports_sane_multi_rowcount:  # the batch's rowcount adds up its statements' (sqlite3, psycopg)
+        moved = conn.execute(_MOVE, moves).rowcount
+    else:
+        moved = sum(conn.execute(_MOVE, move).rowcount for move in moves)
+    if moved != len(moves):
+        raise insufficient_funds()
+    values: dict[str, Any] = {"transaction": transaction_id}
+    for number, leg in enumerate(legs):
+        values[f"account_{number}"], values[f"amount_{number}"] = leg.account_id, leg.amount
+    conn.execute(_insert_entries(len(legs)), values)
 
 
 def _hash(request: dict[str, Any]) -> str:

@@ -7,17 +7,16 @@ from typing import TYPE_CHECKING, Any
 import anyio.to_thread
 
 from kernel import ApiError, Page, User
+from plugins.payments.billing_service import Billing
+from plugins.payments.interest_job import InterestJob
 from plugins.payments.ledger import SAVINGS, WALLET, Ledger
+from plugins.payments.money import money
+from plugins.payments.payment_requests import PaymentRequests
+from plugins.payments.savings import INTEREST_KIND, Savings
 from plugins.payments.settings import PaymentsSettings
 
 if TYPE_CHECKING:
     from kernel import Kernel
-
-
-def money(amount: int, currency: str) -> str:
-    """``1234`` USD as ``$12.34``; other currencies as ``12.34 EUR``."""
-    whole = f"{amount // 100:,}.{amount % 100:02d}"
-    return f"${whole}" if currency == "USD" else f"{whole} {currency}"
 
 
 class Payments:
@@ -27,6 +26,11 @@ class Payments:
         self.kernel = kernel
         self.settings = settings
         self.ledger = Ledger(kernel.db, settings.currency)
+        self.billing = Billing(kernel, settings, self.ledger)
+        self.requests = PaymentRequests(kernel, settings, self.ledger)
+        self.savings = Savings(self.ledger, settings)
+        # Started and stopped by the plugin's start-up and shut-down hooks.
+        self.interest_job = InterestJob(self.savings)
 
     async def wallet(self, user: User) -> dict[str, Any]:
         """``{"balance", "currency", "savings"}`` in minor units."""
@@ -36,7 +40,11 @@ class Payments:
     async def history(self, user: User, cursor: str | None, limit: int) -> Page:
         """The user's transactions, newest first, with the other party as a user object."""
         page = await anyio.to_thread.run_sync(self.ledger.history, user.id, cursor, limit)
-        return Page([await self._with_counterparty(item) for item in page.results], page.next_cursor)
+        # Interest lands in savings, never the wallet (the ledger's amount): show what it paid there.
+        interest = [item["id"] for item in page.results if item["kind"] == INTEREST_KIND]
+        paid = await anyio.to_thread.run_sync(self.savings.savings_amounts, user.id, interest) if interest else {}
+        results = [{**item, "amount": paid.get(item["id"], item["amount"])} for item in page.results]
+        return Page([await self._with_counterparty(item) for item in results], page.next_cursor)
 
     async def transfer(self, payer: User, to: str, amount: int, note: str, key: str | None) -> tuple[dict[str, Any], bool]:
         """Send ``amount`` to the user named ``to``; returns (the transaction, whether it answered a retry).
