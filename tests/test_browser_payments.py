@@ -4,14 +4,22 @@ from __future__ import annotations
 
 import re
 import secrets
+from pathlib import Path
 from typing import Any
 
 import pytest
 
+from kernel.settings import Settings
 from tests.browser_kit import BROWSER_MARKS, VIEWPORTS, assert_no_horizontal_scroll, signed_up
-from tests.conftest import PASSWORD, LiveServer
+from tests.conftest import PASSWORD, LiveServer, make_settings
 
 pytestmark = BROWSER_MARKS
+
+
+@pytest.fixture
+def settings(tmp_path: Path) -> Settings:
+    # The embedded database only: the pages draw on services whose tests run on PostgreSQL too.
+    return make_settings(tmp_path / "data")
 
 
 def fund(server: LiveServer, username: str, amount: int) -> None:

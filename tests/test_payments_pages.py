@@ -18,8 +18,9 @@ from tests.test_pages import HTML, csrf_of
 
 
 @pytest.fixture
-def app(tmp_path: Path, database_url: str | None) -> Iterator[Starlette]:
-    application = create_app(make_settings(tmp_path / "data", database_url, plugins={"payments": {"savings_rate": 0.05}}))
+def app(tmp_path: Path) -> Iterator[Starlette]:
+    # The embedded database only: the pages draw on services whose tests run on PostgreSQL too.
+    application = create_app(make_settings(tmp_path / "data", plugins={"payments": {"savings_rate": 0.05}}))
     with running(application):
         yield application
 
