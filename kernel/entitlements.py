@@ -499,8 +499,15 @@ class Entitlements:
             or_(grants.c.ends_at.is_(None), grants.c.ends_at > now),
         )
         found = [_grant(row) for row in conn.execute(select(grants).where(current)).all()]
-        if plan is not None and len(found) == 1 and found[0].plan == plan and found[0].ends_at == ends_at:
-            return False
+        if plan is not None and len(found) == 1 and found[0].plan == plan:
+            # The same plan goes on (a renewal, a cancellation at the period's end): move its end,
+            # so that plugins hear of no loss and regain, and the grant's history stays one grant.
+            if found[0].ends_at == ends_at:
+                return False
+            conn.execute(update(grants).where(grants.c.id == found[0].id).values(ends_at=ends_at))
+            until = iso(ends_at) if ends_at else "no end"
+            audit.record(conn, actor, "grant.extend", f"@{user.username}", f"{plan} ({source}) #{found[0].id} until {until}")
+            return True
         if found:
             conn.execute(update(grants).where(grants.c.id.in_([g.id for g in found])).values(revoked_at=now))
             ids = ", ".join(f"#{g.id}" for g in found)

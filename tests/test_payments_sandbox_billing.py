@@ -3,11 +3,12 @@
 from __future__ import annotations
 
 from collections.abc import Iterator
+from concurrent.futures import ThreadPoolExecutor
 from datetime import timedelta
 from pathlib import Path
 
 import pytest
-from sqlalchemy import update
+from sqlalchemy import select, update
 from starlette.applications import Starlette
 
 from kernel import create_app, utcnow
@@ -111,6 +112,26 @@ def test_someone_else_s_checkout_is_not_found(carol: UserClient, app: Starlette)
     mallory = sign_up(app, "mallory")
     assert_error(mallory.post(f"/api/payments/sandbox/checkouts/{checkout_id(opened)}/pay", json=CARD), 404, "not_found")
     assert_error(mallory.get(f"/api/payments/checkouts/{opened['id']}"), 404, "not_found")
+
+
+def test_a_new_checkout_for_a_plan_closes_the_one_left_open_in_another_tab(carol: UserClient) -> None:
+    first = carol.post("/api/payments/checkout", json={"plan": "premium"}).json()
+    second = carol.post("/api/payments/checkout", json={"plan": "premium"}).json()
+    assert_error(carol.post(f"/api/payments/sandbox/checkouts/{checkout_id(first)}/pay", json=CARD), 409, "checkout_closed")
+    assert carol.post(f"/api/payments/sandbox/checkouts/{checkout_id(second)}/pay", json=CARD).status_code == 200
+    assert carol.get(f"/api/payments/checkouts/{first['id']}").json()["status"] == "expired"
+
+
+def test_paying_one_checkout_twice_at_once_makes_one_subscription(app: Starlette, carol: UserClient) -> None:
+    opened = carol.post("/api/payments/checkout", json={"plan": "premium"}).json()
+    path = f"/api/payments/sandbox/checkouts/{checkout_id(opened)}/pay"
+    with ThreadPoolExecutor(max_workers=4) as pool:
+        statuses = sorted(pool.map(lambda _: carol.post(path, json=CARD).status_code, range(4)))
+    assert statuses.count(200) >= 1 and set(statuses) <= {200, 409}
+    rows = app.state.kernel.db.read(lambda conn: conn.execute(select(subscriptions)).all())
+    assert len(rows) == 1
+    grants = app.state.kernel.entitlements.grants_of(app.state.kernel.user("carol").id)
+    assert len(grants) == 1
 
 
 def test_a_subscriber_cannot_open_a_second_subscription(carol: UserClient) -> None:

@@ -74,11 +74,16 @@ class Deployment:
         self.stripe.v1.payment_methods.attach(method.id, params={"customer": customer_id})
         self.stripe.v1.customers.update(customer_id, params={"invoice_settings": {"default_payment_method": method.id}})
 
-    def subscribe_at_stripe(self, user_id: int, price: str = MONTHLY, plan: str = "premium") -> Any:
-        """A subscription as Checkout makes one: our user's id and plan in its metadata."""
-        customer = self.customer_with_card(user_id)
-        items = [{"plan": price}]
-        return self.stripe.v1.subscriptions.create(params={"customer": customer, "items": items, "metadata": {"user_id": str(user_id), "plan": plan}})
+    def checkout(self, username: str, purpose: str = SUBSCRIPTION, amount: int = 800, plan: str | None = "premium") -> str:
+        """The checkout record the API makes before asking Stripe for a Checkout Session (which localstripe lacks)."""
+        billing = self.kernel.plugin_state["payments"].billing
+        return billing.checkouts.create(self.user_id(username), "stripe", purpose, amount, "USD", plan).id
+
+    def subscribe_at_stripe(self, username: str, price: str = MONTHLY, plan: str = "premium") -> Any:
+        """A subscription as our Checkout makes one: our checkout's id and the plan in its metadata."""
+        customer = self.customer_with_card(self.user_id(username))
+        metadata = {"checkout_id": self.checkout(username), "plan": plan}
+        return self.stripe.v1.subscriptions.create(params={"customer": customer, "items": [{"plan": price}], "metadata": metadata})
 
 
 def plans_of(client: httpx.Client) -> list[str]:
@@ -96,7 +101,7 @@ def eventually(check: Callable[[], bool], seconds: float = 15) -> None:
 
 @pytest.fixture
 def world(tmp_path: Path, database_url: str | None, stripe_url: str) -> Iterator[Deployment]:
-    billing = {"secret_key": "sk_test_everything", "webhook_secret": SECRET, "api_base": stripe_url, "prices": {"premium": MONTHLY, "gold": GOLD}}
+    billing = {"secret_key": "sk_test_everything", "webhook_secret": SECRET, "api_base": stripe_url, "prices": {"premium": [MONTHLY, YEARLY], "gold": GOLD}}
     settings = make_settings(
         tmp_path / "data",
         database_url,
@@ -119,7 +124,7 @@ def world(tmp_path: Path, database_url: str | None, stripe_url: str) -> Iterator
 
 def test_a_subscription_made_at_stripe_grants_the_plan_by_its_webhook(world: Deployment) -> None:
     carol = world.sign_up("carol")
-    subscription = world.subscribe_at_stripe(world.user_id("carol"))
+    subscription = world.subscribe_at_stripe("carol")
     eventually(lambda: "premium" in plans_of(carol))
     found = carol.get("/api/payments/subscription").json()
     assert (found["plan"], found["status"], found["provider"], found["renews"]) == ("premium", "active", "stripe", True)
@@ -131,7 +136,7 @@ def test_a_subscription_made_at_stripe_grants_the_plan_by_its_webhook(world: Dep
 
 def test_a_subscription_cancelled_at_stripe_revokes_the_plan(world: Deployment) -> None:
     carol = world.sign_up("carol")
-    subscription = world.subscribe_at_stripe(world.user_id("carol"))
+    subscription = world.subscribe_at_stripe("carol")
     eventually(lambda: "premium" in plans_of(carol))
     world.stripe.v1.subscriptions.cancel(subscription.id)
     eventually(lambda: "premium" not in plans_of(carol))
@@ -140,7 +145,7 @@ def test_a_subscription_cancelled_at_stripe_revokes_the_plan(world: Deployment) 
 
 def test_cancelling_from_the_app_cancels_at_stripe_at_the_period_s_end(world: Deployment) -> None:
     carol = world.sign_up("carol")
-    subscription = world.subscribe_at_stripe(world.user_id("carol"))
+    subscription = world.subscribe_at_stripe("carol")
     eventually(lambda: "premium" in plans_of(carol))
     cancelled = carol.post("/api/payments/subscription/cancel").json()
     assert (cancelled["cancel_at_period_end"], cancelled["renews"], cancelled["active"]) == (True, False, True)
@@ -160,9 +165,21 @@ def test_a_subscription_of_someone_unknown_here_is_ignored(world: Deployment) ->
     assert world.kernel.db.read(lambda conn: conn.execute(select(subscriptions)).all()) == []
 
 
+def test_a_subscription_naming_a_user_but_no_checkout_of_ours_grants_nothing(world: Deployment) -> None:
+    carol = world.sign_up("carol")
+    customer = world.customer_with_card(world.user_id("carol"))
+    # Another product on a shared Stripe account that happens to write a user id of ours.
+    metadata = {"user_id": str(world.user_id("carol")), "plan": "premium"}
+    subscription = world.stripe.v1.subscriptions.create(params={"customer": customer, "items": [{"plan": MONTHLY}], "metadata": metadata})
+    body = event(f"evt_{secrets.token_hex(8)}", "customer.subscription.created", {"id": subscription.id, "object": "subscription"})
+    assert world.post_event(body).status_code == 200
+    assert "premium" not in plans_of(carol)
+    assert carol.get("/api/payments/subscription").json()["status"] == "none"
+
+
 def test_a_failed_renewal_keeps_the_plan_for_the_grace_period_then_revokes_it(world: Deployment) -> None:
     carol = world.sign_up("carol")
-    subscription = world.subscribe_at_stripe(world.user_id("carol"))
+    subscription = world.subscribe_at_stripe("carol")
     eventually(lambda: "premium" in plans_of(carol))
     # The renewal's charge fails at localstripe (a card that attaches but is declined when charged).
     world.set_card(subscription.customer, FAILING_CARD)
@@ -185,7 +202,7 @@ def test_a_failed_renewal_keeps_the_plan_for_the_grace_period_then_revokes_it(wo
 
 def test_paying_the_overdue_invoice_gives_the_plan_back(world: Deployment) -> None:
     carol = world.sign_up("carol")
-    subscription = world.subscribe_at_stripe(world.user_id("carol"))
+    subscription = world.subscribe_at_stripe("carol")
     eventually(lambda: "premium" in plans_of(carol))
     world.set_card(subscription.customer, FAILING_CARD)
     item = subscription["items"]["data"][0]["id"]
@@ -205,7 +222,7 @@ def test_paying_the_overdue_invoice_gives_the_plan_back(world: Deployment) -> No
 
 def test_a_forged_signature_is_refused_and_changes_nothing(world: Deployment) -> None:
     carol = world.sign_up("carol")
-    subscription = world.subscribe_at_stripe(world.user_id("carol"))
+    subscription = world.subscribe_at_stripe("carol")
     eventually(lambda: "premium" in plans_of(carol))
     world.stripe.v1.subscriptions.cancel(subscription.id)
     body = event("evt_forged", "customer.subscription.deleted", {"id": subscription.id, "object": "subscription"})
@@ -228,17 +245,11 @@ def test_a_stale_signature_is_refused(world: Deployment) -> None:
 # Checkout and the Portal, with events signed as Stripe signs them ----------------------------------------
 
 
-def _checkout(world: Deployment, username: str, purpose: str, amount: int, plan: str | None = None) -> str:
-    """The checkout record the API makes before asking Stripe for a Checkout Session (which localstripe lacks)."""
-    billing = world.kernel.plugin_state["payments"].billing
-    return billing.checkouts.create(world.user_id(username), "stripe", purpose, amount, "USD", plan).id
-
-
 def test_checkout_completed_grants_the_plan_and_completes_the_checkout(world: Deployment) -> None:
     carol = world.sign_up("carol")
-    checkout_id = _checkout(world, "carol", SUBSCRIPTION, 800, "premium")
+    checkout_id = world.checkout("carol")
     customer = world.customer_with_card(world.user_id("carol"))
-    # Checkout's subscription carries no metadata of ours here: client_reference_id names the user.
+    # The subscription carries no metadata of ours here: the session's names our checkout, hence the user.
     subscription = world.stripe.v1.subscriptions.create(params={"customer": customer, "items": [{"plan": MONTHLY}]})
     session = {
         "id": "cs_test_1",
@@ -260,7 +271,7 @@ def test_checkout_completed_grants_the_plan_and_completes_the_checkout(world: De
 
 def test_a_replayed_event_changes_nothing(world: Deployment) -> None:
     carol = world.sign_up("carol")
-    checkout_id = _checkout(world, "carol", TOPUP, 2500)
+    checkout_id = world.checkout("carol", TOPUP, 2500, None)
     session = {"id": "cs_test_2", "object": "checkout.session", "mode": "payment", "payment_status": "paid", "amount_total": 2500,
                "metadata": {"checkout_id": checkout_id, "purpose": "topup"}}
     body = event("evt_topup_1", "checkout.session.completed", session)
@@ -274,7 +285,7 @@ def test_a_replayed_event_changes_nothing(world: Deployment) -> None:
 
 def test_a_top_up_reported_by_checkout_and_by_its_payment_intent_is_credited_once(world: Deployment) -> None:
     carol = world.sign_up("carol")
-    checkout_id = _checkout(world, "carol", TOPUP, 1000)
+    checkout_id = world.checkout("carol", TOPUP, 1000, None)
     metadata = {"checkout_id": checkout_id, "purpose": "topup"}
     intent = {"id": "pi_1", "object": "payment_intent", "amount": 1000, "amount_received": 1000, "status": "succeeded", "metadata": metadata}
     session = {"id": "cs_3", "object": "checkout.session", "mode": "payment", "payment_status": "paid", "amount_total": 1000, "metadata": metadata}
@@ -287,7 +298,7 @@ def test_a_top_up_reported_by_checkout_and_by_its_payment_intent_is_credited_onc
 
 def test_an_unpaid_checkout_credits_nothing(world: Deployment) -> None:
     carol = world.sign_up("carol")
-    checkout_id = _checkout(world, "carol", TOPUP, 1000)
+    checkout_id = world.checkout("carol", TOPUP, 1000, None)
     session = {"id": "cs_4", "object": "checkout.session", "mode": "payment", "payment_status": "unpaid", "metadata": {"checkout_id": checkout_id}}
     assert world.post_event(event("evt_cs_4", "checkout.session.completed", session)).status_code == 200
     assert carol.get("/api/payments/wallet").json()["balance"] == 0
@@ -296,10 +307,10 @@ def test_an_unpaid_checkout_credits_nothing(world: Deployment) -> None:
 
 def test_a_plan_changed_in_the_portal_moves_the_grant_to_the_new_plan(world: Deployment) -> None:
     carol = world.sign_up("carol")
-    subscription = world.subscribe_at_stripe(world.user_id("carol"))
+    subscription = world.subscribe_at_stripe("carol")
     eventually(lambda: "premium" in plans_of(carol))
     item = subscription["items"]["data"][0]["id"]
-    world.stripe.v1.subscriptions.update(subscription.id, params={"items": [{"id": item, "plan": GOLD}], "metadata": {"plan": ""}})
+    world.stripe.v1.subscriptions.update(subscription.id, params={"items": [{"id": item, "plan": GOLD}]})
     body = event(f"evt_{secrets.token_hex(8)}", "customer.subscription.updated", {"id": subscription.id, "object": "subscription"})
     assert world.post_event(body).status_code == 200
     assert carol.get("/api/payments/subscription").json()["plan"] == "gold"
@@ -307,9 +318,38 @@ def test_a_plan_changed_in_the_portal_moves_the_grant_to_the_new_plan(world: Dep
     assert [grant.plan for grant in current] == ["gold"]
 
 
+def test_a_switch_to_a_price_that_is_no_plan_s_ends_the_plan(world: Deployment) -> None:
+    carol = world.sign_up("carol")
+    customer = world.customer_with_card(world.user_id("carol"))
+    product = world.stripe.v1.products.create(params={"name": "Something else"})
+    for plan_id, amount in (("inline-premium", 800), ("cheaper", 300)):
+        params = {"id": plan_id, "product": product.id, "amount": amount, "currency": "usd", "interval": "month"}
+        world.stripe.v1.plans.create(params=params)
+    # An inline price made by our Checkout from the plan's settings: known by its metadata and its amount.
+    metadata = {"checkout_id": world.checkout("carol"), "plan": "premium"}
+    subscription = world.stripe.v1.subscriptions.create(params={"customer": customer, "items": [{"plan": "inline-premium"}], "metadata": metadata})
+    eventually(lambda: "premium" in plans_of(carol))
+    item = subscription["items"]["data"][0]["id"]
+    world.stripe.v1.subscriptions.update(subscription.id, params={"items": [{"id": item, "plan": "cheaper"}]})
+    body = event(f"evt_{secrets.token_hex(8)}", "customer.subscription.updated", {"id": subscription.id, "object": "subscription"})
+    assert world.post_event(body).status_code == 200
+    assert "premium" not in plans_of(carol)
+
+
+def test_a_renewal_extends_the_grant_rather_than_replacing_it(world: Deployment) -> None:
+    carol = world.sign_up("carol")
+    subscription = world.subscribe_at_stripe("carol")
+    eventually(lambda: "premium" in plans_of(carol))
+    world.stripe.v1.subscriptions.update(subscription.id, params={"cancel_at_period_end": True})
+    world.post_event(event(f"evt_{secrets.token_hex(8)}", "customer.subscription.updated", {"id": subscription.id}))
+    grants = world.kernel.entitlements.grants_of(world.user_id("carol"))
+    assert len(grants) == 1 and grants[0].revoked_at is None
+    assert grants[0].ends_at.isoformat()[:19] == carol.get("/api/payments/subscription").json()["access_until"][:19]
+
+
 def test_a_cancellation_in_the_portal_keeps_the_plan_to_the_period_s_end(world: Deployment) -> None:
     carol = world.sign_up("carol")
-    subscription = world.subscribe_at_stripe(world.user_id("carol"))
+    subscription = world.subscribe_at_stripe("carol")
     eventually(lambda: "premium" in plans_of(carol))
     world.stripe.v1.subscriptions.update(subscription.id, params={"cancel_at_period_end": True})
     body = event(f"evt_{secrets.token_hex(8)}", "customer.subscription.updated", {"id": subscription.id, "cancel_at_period_end": True})
@@ -322,7 +362,7 @@ def test_a_cancellation_in_the_portal_keeps_the_plan_to_the_period_s_end(world: 
 def test_events_in_any_order_end_in_stripe_s_state(world: Deployment) -> None:
     carol = world.sign_up("carol")
     customer = world.customer_with_card(world.user_id("carol"))
-    params = {"customer": customer, "items": [{"plan": MONTHLY}], "metadata": {"user_id": str(world.user_id("carol")), "plan": "premium"}}
+    params = {"customer": customer, "items": [{"plan": MONTHLY}], "metadata": {"checkout_id": world.checkout("carol"), "plan": "premium"}}
     subscription = world.stripe.v1.subscriptions.create(params=params)
     world.stripe.v1.subscriptions.cancel(subscription.id)
     time.sleep(1.5)  # localstripe's own webhooks for both have arrived

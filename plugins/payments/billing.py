@@ -26,8 +26,8 @@ class SubscriptionState:
     provider: str
     subscription_id: str
     customer_id: str | None
-    # Named by the provider's record when it can be (Checkout's client_reference_id, metadata).
-    user_id: int | None
+    # Our checkout that made it, as the provider's record names it (the metadata we gave it).
+    checkout_id: str | None
     # None when the provider's price matches no plan of the deployment.
     plan: str | None
     # The provider's words: incomplete, trialing, active, past_due, unpaid, canceled…
@@ -54,6 +54,9 @@ class BillingEvent:
     checkout_id: str | None = None
     # For a top-up: the amount the provider says was paid, in minor units.
     paid_amount: int | None = None
+    # The subscription counts only if this event completes its checkout (the sandbox's card
+    # page, where a second payment of one checkout must not make a second subscription).
+    requires_checkout: bool = False
 
 
 @dataclass(frozen=True)
@@ -81,6 +84,10 @@ class BillingProvider(Protocol):
 
     def open_checkout(self, request: CheckoutRequest) -> tuple[str, str | None]:
         """Open a checkout at the provider; returns (the page to send the user to, the provider's session id)."""
+        ...
+
+    def close_checkout(self, provider_ref: str) -> None:
+        """Make a checkout opened earlier unpayable at the provider (best effort: it may be paid already)."""
         ...
 
     def portal_url(self, customer_id: str | None, return_url: str) -> str:

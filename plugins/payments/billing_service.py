@@ -23,7 +23,7 @@ from plugins.payments.periodic import Periodic
 from plugins.payments.sandbox_billing import SandboxBilling
 from plugins.payments.settings import PaymentsSettings
 from plugins.payments.stripe_billing import StripeBilling
-from plugins.payments.subscriptions import Subscriptions, desired_grant, subscription_json
+from plugins.payments.subscriptions import Applied, Subscriptions, grants_now, subscription_json
 
 if TYPE_CHECKING:
     from kernel import Kernel
@@ -68,9 +68,13 @@ class Billing:
         if plan.price <= 0:
             raise ApiError(422, "not_for_sale", f"plan: {plan.title} is not sold; it costs nothing or is granted by an operator.", field="plan")
         current = await self.kernel.db.aread(lambda conn: self.subscriptions.current(conn, user.id))
-        if current is not None and desired_grant(current)[0] is not None:
+        if grants_now(current):
             raise ApiError(409, "already_subscribed", "You already have a subscription; change or cancel it from your plan page.")
         customer = await self.kernel.db.aread(lambda conn: self.subscriptions.customer_of(conn, user.id, self.provider.name))
+        # One purchase of a plan at a time: a checkout left open in another tab can no longer be paid.
+        for stale in await anyio.to_thread.run_sync(self.checkouts.close_open, user.id, SUBSCRIPTION):
+            if stale.provider_ref and stale.provider == self.provider.name:
+                await anyio.to_thread.run_sync(self.provider.close_checkout, stale.provider_ref)
         checkout = await anyio.to_thread.run_sync(lambda: self.checkouts.create(user.id, self.provider.name, SUBSCRIPTION, plan.price, plan.currency, plan.name))
         request = CheckoutRequest(
             checkout.id, user.id, user.username, SUBSCRIPTION, plan.name, plan.title, plan.price, plan.currency, plan.interval, customer,
@@ -104,38 +108,44 @@ class Billing:
     # Applying what the provider says ------------------------------------------------------------
 
     async def apply(self, event: BillingEvent) -> bool:
-        """Apply a provider event once; False when it was applied before (a replay, which changes nothing)."""
+        """Apply a provider event once; False when it was applied before (a replay, which changes nothing).
 
-        def work(conn: Any) -> tuple[set[int], Any] | None:
+        409 ``already_subscribed`` (and nothing written) when the event would
+        give a sandbox subscriber a second live subscription.
+        """
+
+        def work(conn: Any) -> tuple[Any, Applied | None] | None:
             if not self.subscriptions.record_event(conn, event.provider, event.id, event.type):
                 return None
-            touched: set[int] = set()
             completed = self.checkouts.complete(conn, event.checkout_id, event.paid_amount) if event.checkout_id else None
-            if event.subscription is not None:
-                owner = self.subscriptions.apply(conn, event.subscription)
-                if owner is not None:
-                    touched.add(owner)
-            return touched, completed
+            state = event.subscription
+            if event.requires_checkout and completed is None:
+                state = None
+            if state is not None and event.requires_checkout and grants_now(self.subscriptions.current(conn, completed.user_id)):
+                raise ApiError(409, "already_subscribed", "You already have a subscription; change or cancel it from your plan page.")
+            return completed, self.subscriptions.apply(conn, state) if state is not None else None
 
         done = await self.kernel.db.awrite(work)
         if done is None:
             return False
-        touched, completed = done
-        for user_id in touched:
-            await self.kernel.grants_changed(user_id)
+        completed, applied = done
+        await self._after(applied)
         if completed is not None:
-            await self._tell_completed(completed)
-        if event.type == "invoice.payment_failed" and event.subscription is not None and event.subscription.status == "past_due":
-            await self._tell_payment_failed(event.subscription)
+            await self._tell_completed(completed, applied)
         return True
 
     async def apply_state(self, state: SubscriptionState) -> None:
         """Store a subscription state read from the provider outside any event (after a change made here)."""
-        owner = await self.kernel.db.awrite(lambda conn: self.subscriptions.apply(conn, state))
-        if owner is not None:
-            await self.kernel.grants_changed(owner)
+        await self._after(await self.kernel.db.awrite(lambda conn: self.subscriptions.apply(conn, state)))
 
-    async def _tell_completed(self, checkout: Any) -> None:
+    async def _after(self, applied: Applied | None) -> None:
+        if applied is None:
+            return
+        await self.kernel.grants_changed(applied.user_id)
+        if applied.grace_started:
+            await self._tell_payment_failed(applied.user_id)
+
+    async def _tell_completed(self, checkout: Any, applied: Applied | None) -> None:
         user = await anyio.to_thread.run_sync(self.kernel.user_by_id, checkout.user_id)
         if user is None:
             return
@@ -144,17 +154,15 @@ class Billing:
             await self.kernel.notifications.notify(user, "payments.topup", f"{shown} was added to your wallet.", url="/payments/", data={"amount": checkout.amount})
             message = {"type": "payments.received", "transaction_id": checkout.transaction_id, "amount": checkout.amount, "from": None, "note": "Top-up"}
             await self.kernel.realtime.send_to_user(user, message)
-        else:
+        elif applied is not None and applied.grants and not applied.was_granting:
             plan = self.kernel.entitlements.catalog.plans.get(checkout.plan or "")
             title = plan.title if plan else checkout.plan
             await self.kernel.notifications.notify(user, "payments.subscribed", f"Welcome to {title}! Your subscription is active.", url="/payments/subscription")
 
-    async def _tell_payment_failed(self, state: SubscriptionState) -> None:
-        row = await self.kernel.db.aread(lambda conn: self.subscriptions.row(conn, state.provider, state.subscription_id))
-        if row is None or row.grace_until is None:
-            return
-        user = await anyio.to_thread.run_sync(self.kernel.user_by_id, row.user_id)
-        if user is not None:
+    async def _tell_payment_failed(self, user_id: int) -> None:
+        row = await self.kernel.db.aread(lambda conn: self.subscriptions.current(conn, user_id))
+        user = await anyio.to_thread.run_sync(self.kernel.user_by_id, user_id)
+        if user is not None and row is not None and row.grace_until is not None:
             text = f"Your subscription payment failed. Update your card by {row.grace_until:%B %d} to keep your plan."
             await self.kernel.notifications.notify(user, "payments.payment_failed", text, url="/payments/subscription")
 
@@ -171,7 +179,7 @@ class Billing:
     async def set_cancel(self, user: User, cancel: bool) -> dict[str, Any]:
         """Cancel the live subscription at the end of its period (or take that back); 409 ``no_subscription``."""
         row = await self.kernel.db.aread(lambda conn: self.subscriptions.current(conn, user.id))
-        if row is None or row.status not in LIVE_STATUSES or desired_grant(row)[0] is None:
+        if row is None or row.status not in LIVE_STATUSES or not grants_now(row):
             raise ApiError(409, "no_subscription", "You have no subscription to change.")
         if row.provider != self.provider.name:
             raise ApiError(409, "provider_changed", "This subscription was made through another provider; an operator can end it.")

@@ -2,7 +2,7 @@
 
 The checkout's random id is the sandbox checkout page's address and travels
 to Stripe as metadata, so whichever event reports the payment names it.
-Completing a checkout is one conditional UPDATE (open → completed) in the
+Completing a checkout is one conditional UPDATE (to completed) in the
 same transaction as its effect, so a top-up reported twice (Checkout's
 event and the PaymentIntent's) credits the wallet once.
 """
@@ -81,27 +81,43 @@ class Checkouts:
             raise not_found()
         return row
 
+    def close_open(self, user_id: int, purpose: str) -> list[Any]:
+        """Expire the user's open checkouts for ``purpose`` (a new one replaces them); returns those closed."""
+        mine = (checkouts.c.user_id == user_id) & (checkouts.c.purpose == purpose) & (checkouts.c.status == OPEN)
+
+        def work(conn: Connection) -> list[Any]:
+            found = conn.execute(select(checkouts).where(mine)).all()
+            conn.execute(checkouts.update().where(mine).values(status=EXPIRED))
+            return found
+
+        return self.db.write(work)
+
     def complete(self, conn: Connection, checkout_id: str, paid_amount: int | None = None) -> Any:
         """Mark the checkout paid inside ``conn``'s transaction, crediting a top-up to the wallet.
 
-        Returns the checkout's row when this call completed it, None when it
-        was completed before or is unknown (nothing happens then).
+        An expired checkout is completed too: the provider took the money
+        (a payment that settled late), and that wins over our clock. A
+        top-up credits what the provider says was paid. Returns the
+        checkout's row when this call completed it, None when it was
+        completed before or is unknown (nothing happens then).
         """
         row = conn.execute(select(checkouts).where(checkouts.c.id == checkout_id)).first()
-        if row is None or row.status != OPEN:
+        if row is None or row.status == COMPLETED:
             return None
-        if row.purpose == TOPUP and paid_amount is not None and paid_amount < row.amount:
-            logger.warning("billing: checkout %s paid %s of %s; not credited", checkout_id, paid_amount, row.amount)
-            return None
+        amount = paid_amount if row.purpose == TOPUP and paid_amount is not None else row.amount
+        if amount != row.amount:
+            logger.warning("billing: checkout %s was for %s but %s was paid; crediting what was paid", checkout_id, row.amount, amount)
         won = conn.execute(
-            checkouts.update().where(checkouts.c.id == checkout_id, checkouts.c.status == OPEN).values(status=COMPLETED, completed_at=utcnow())
+            checkouts.update()
+            .where(checkouts.c.id == checkout_id, checkouts.c.status != COMPLETED)
+            .values(status=COMPLETED, completed_at=utcnow(), amount=amount)
         ).rowcount
         if won != 1:
             return None
-        if row.purpose == TOPUP:
+        if row.purpose == TOPUP and amount > 0:
             legs = [
-                Leg(self.ledger.account_id(conn, None, EXTERNAL), -row.amount, guarded=False),
-                Leg(self.ledger.account_id(conn, row.user_id, WALLET), row.amount, guarded=True),
+                Leg(self.ledger.account_id(conn, None, EXTERNAL), -amount, guarded=False),
+                Leg(self.ledger.account_id(conn, row.user_id, WALLET), amount, guarded=True),
             ]
             transaction_id = self.ledger.post(conn, "topup", legs, actor_id=row.user_id, note="Top-up")
             conn.execute(checkouts.update().where(checkouts.c.id == checkout_id).values(transaction_id=transaction_id))

@@ -84,6 +84,9 @@ class SandboxBilling:
     def open_checkout(self, request: CheckoutRequest) -> tuple[str, str | None]:
         return f"/payments/checkout/{request.checkout_id}", None
 
+    def close_checkout(self, provider_ref: str) -> None:
+        pass  # the sandbox's checkout is our own record, closed already
+
     def portal_url(self, customer_id: str | None, return_url: str) -> str:
         return "/payments/subscription"
 
@@ -98,14 +101,14 @@ class SandboxBilling:
                 provider=NAME,
                 subscription_id=f"sub_sandbox_{secrets.token_hex(12)}",
                 customer_id=f"cus_sandbox_{checkout.user_id}",
-                user_id=checkout.user_id,
+                checkout_id=checkout.id,
                 plan=checkout.plan,
                 status="active",
                 current_period_end=add_interval(now.replace(microsecond=0), plan.interval),
                 cancel_at_period_end=False,
                 observed_at=now,
             )
-        return BillingEvent(NAME, _event_id(), "checkout.session.completed", state, checkout.id, checkout.amount)
+        return BillingEvent(NAME, _event_id(), "checkout.session.completed", state, checkout.id, checkout.amount, requires_checkout=True)
 
     def set_cancel_at_period_end(self, subscription_id: str, cancel: bool) -> SubscriptionState | None:
         state = self._state(subscription_id)
@@ -139,5 +142,5 @@ class SandboxBilling:
         if row is None:
             return None
         return SubscriptionState(
-            NAME, row.subscription_id, None, row.user_id, row.plan, row.status, row.current_period_end, row.cancel_at_period_end, row.observed_at
+            NAME, row.subscription_id, None, None, row.plan, row.status, row.current_period_end, row.cancel_at_period_end, row.observed_at
         )

@@ -17,9 +17,10 @@ class StripeSettings(BaseModel):
     webhook_secret: SecretStr
     # Only to point the library at another server, such as localstripe in tests.
     api_base: str | None = None
-    # A Stripe Price id per plan name; a plan without one is sold with an
-    # inline price built from its [plans.<name>] price, currency and interval.
-    prices: dict[str, str] = Field(default_factory=dict)
+    # A Stripe Price id per plan name (or a list: the first is sold, the others,
+    # say a yearly price, count as the plan too); a plan without one is sold with
+    # an inline price built from its [plans.<name>] price, currency and interval.
+    prices: dict[str, str | list[str]] = Field(default_factory=dict)
     # How old a webhook's signed timestamp may be, in seconds (Stripe's own default).
     tolerance_seconds: int = Field(300, ge=1)
 

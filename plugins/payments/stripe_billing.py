@@ -46,6 +46,13 @@ def _id(value: Any) -> str | None:
     return value.get("id") if isinstance(value, dict) else value
 
 
+def _is_price_of(price: dict[str, Any], plan: Any) -> bool:
+    """Whether a Stripe price (or legacy plan) object charges what ``plan`` costs, per its interval."""
+    amount = price.get("unit_amount", price.get("amount"))
+    interval = (price.get("recurring") or {}).get("interval") or price.get("interval")
+    return amount == plan.price and (price.get("currency") or "").upper() == plan.currency and interval == plan.interval
+
+
 def _provider_error(error: stripe.StripeError) -> ApiError:
     logger.warning("stripe: %s", error)
     return ApiError(502, "provider_error", "The payment provider did not answer as expected; try again in a moment.")
@@ -61,7 +68,10 @@ class StripeBilling:
         self.settings = settings
         base = {"api": settings.api_base} if settings.api_base else {}
         self.client = stripe.StripeClient(settings.secret_key.get_secret_value(), base_addresses=base, max_network_retries=2)  # type: ignore[arg-type]
-        self.plan_of_price = {price: plan for plan, price in settings.prices.items()}
+        self.price_of_plan = {plan: price if isinstance(price, str) else price[0] for plan, price in settings.prices.items() if price}
+        self.plan_of_price = {
+            price: plan for plan, prices in settings.prices.items() for price in ([prices] if isinstance(prices, str) else prices)
+        }
 
     # Checkout and the portal ------------------------------------------------------------------
 
@@ -80,7 +90,7 @@ class StripeBilling:
             price_data["product_data"] = {"name": "Wallet top-up"}
             params |= {"mode": "payment", "payment_intent_data": {"metadata": metadata}, "line_items": [{"price_data": price_data, "quantity": 1}]}
         else:
-            price = self.settings.prices.get(request.plan or "")
+            price = self.price_of_plan.get(request.plan or "")
             if price is None:
                 price_data |= {"recurring": {"interval": request.interval or "month"}, "product_data": {"name": request.plan_title}}
             line = {"price": price} if price else {"price_data": price_data}
@@ -90,6 +100,12 @@ class StripeBilling:
         except stripe.StripeError as error:
             raise _provider_error(error) from error
         return session.url or "", session.id
+
+    def close_checkout(self, provider_ref: str) -> None:
+        try:
+            self.client.v1.checkout.sessions.expire(provider_ref)
+        except stripe.StripeError as error:  # paid or expired meanwhile: its event will say which
+            logger.info("stripe: could not expire checkout session %s: %s", provider_ref, error)
 
     def portal_url(self, customer_id: str | None, return_url: str) -> str:
         if customer_id is None:
@@ -135,19 +151,21 @@ class StripeBilling:
         plan = self.plan_of_price.get(price.get("id", ""))
         if plan is None and price.get("lookup_key") in plans:
             plan = price["lookup_key"]
-        if plan is None and metadata.get("plan") in plans:
-            plan = metadata["plan"]
+        named = plans.get(metadata.get("plan") or "")
+        if plan is None and named is not None and _is_price_of(price, named):
+            # The inline price our Checkout made from the plan's settings; a price switched to
+            # later (in the portal) that is not the plan's is not taken for it.
+            plan = named.name
         # Since API version 2025-03-31 the period lives on the item.
         period_end = _moment(subscription.get("current_period_end") or item.get("current_period_end"))
         cancel_at = _moment(subscription.get("cancel_at"))
         if cancel_at is not None and (period_end is None or cancel_at < period_end):
             period_end = cancel_at
-        user_id = metadata.get("user_id")
         return SubscriptionState(
             provider=NAME,
             subscription_id=subscription["id"],
             customer_id=_id(subscription.get("customer")),
-            user_id=int(user_id) if str(user_id or "").isdigit() else None,
+            checkout_id=metadata.get("checkout_id") or None,
             plan=plan,
             status=subscription.get("status") or "incomplete",
             current_period_end=period_end,
@@ -180,8 +198,8 @@ class StripeBilling:
             checkout_id = metadata.get("checkout_id")
             if found.get("mode") == "subscription" and found.get("subscription"):
                 state = self.refresh(_id(found["subscription"]) or "")
-                if state is not None and state.user_id is None and str(found.get("client_reference_id") or "").isdigit():
-                    state = replace(state, user_id=int(found["client_reference_id"]))
+                if state is not None and state.checkout_id is None:
+                    state = replace(state, checkout_id=checkout_id)
                 return replace(base, subscription=state, checkout_id=checkout_id)
             if found.get("mode") == "payment" and found.get("payment_status") == "paid":
                 return replace(base, checkout_id=checkout_id, paid_amount=found.get("amount_total"))

@@ -11,6 +11,7 @@ the same place.
 from __future__ import annotations
 
 import logging
+from dataclasses import dataclass
 from datetime import datetime, timedelta
 from typing import TYPE_CHECKING, Any
 
@@ -19,7 +20,7 @@ from sqlalchemy.exc import IntegrityError
 
 from kernel import iso, utcnow
 from plugins.payments.billing import PAYING_STATUSES, SubscriptionState
-from plugins.payments.models import billing_events, customers, subscriptions
+from plugins.payments.models import billing_events, checkouts, customers, subscriptions
 
 if TYPE_CHECKING:
     from sqlalchemy.engine import Connection
@@ -35,16 +36,30 @@ RENEWAL_LEEWAY = timedelta(days=2)
 
 
 def desired_grant(row: Any) -> tuple[str | None, datetime | None]:
-    """(plan, until) that a subscription row grants: (None, None) when it grants nothing."""
+    """(plan, until) that a subscription row grants, always with an end: (None, None) when it grants nothing."""
     if row.plan is None:
         return None, None
-    if row.status in PAYING_STATUSES:
-        if row.current_period_end is None:
-            return row.plan, None
+    if row.status in PAYING_STATUSES and row.current_period_end is not None:
         return row.plan, row.current_period_end if row.cancel_at_period_end else row.current_period_end + RENEWAL_LEEWAY
     if row.status == "past_due" and row.grace_until is not None:
         return row.plan, row.grace_until
     return None, None
+
+
+def grants_now(row: Any) -> bool:
+    """Whether the subscription row holds its plan at this moment."""
+    plan, until = desired_grant(row) if row is not None else (None, None)
+    return plan is not None and until is not None and until > utcnow()
+
+
+@dataclass(frozen=True)
+class Applied:
+    """What applying a reading did: whose subscription, whether a grace period began, and the grant before and after."""
+
+    user_id: int
+    grace_started: bool
+    was_granting: bool
+    grants: bool
 
 
 class Subscriptions:
@@ -90,29 +105,56 @@ class Subscriptions:
             known = conn.execute(query).scalar()
             if known is not None:
                 return known
-        if state.user_id is not None and self.kernel.user_by_id(state.user_id) is not None:
-            if state.customer_id is not None:
-                self.remember_customer(conn, state.user_id, state.provider, state.customer_id)
-            return state.user_id
+        if state.checkout_id is not None:
+            # Our own checkout, named in the metadata we gave the provider: never a user id taken
+            # from the provider's records, which on a shared account other products also write.
+            query = select(checkouts.c.user_id).where(checkouts.c.id == state.checkout_id, checkouts.c.provider == state.provider)
+            user_id = conn.execute(query).scalar()
+            if user_id is not None and state.customer_id is not None:
+                self.remember_customer(conn, user_id, state.provider, state.customer_id)
+            return user_id
         return None
 
     # Applying a provider's reading ----------------------------------------------------------
 
-    def apply(self, conn: Connection, state: SubscriptionState) -> int | None:
-        """Store ``state`` unless a newer reading is stored, and settle the subscriber's grant; returns their user id.
+    def apply(self, conn: Connection, state: SubscriptionState) -> Applied | None:
+        """Store ``state`` unless a newer reading is stored, and settle the subscriber's grant.
 
         None when the subscription belongs to no user of this deployment (it
         is then ignored: a shared Stripe account may bill other products).
+        The row is locked for the rest of the transaction, so two events
+        about one subscription apply one after the other, each comparing its
+        reading with the other's.
         """
         key = (subscriptions.c.provider == state.provider) & (subscriptions.c.subscription_id == state.subscription_id)
-        row = self.row(conn, state.provider, state.subscription_id)
+        row = self.row(conn, state.provider, state.subscription_id, lock=True)
         user_id = row.user_id if row is not None else self._owner(conn, state)
         if user_id is None:
             logger.warning("billing: subscription %s belongs to no user here; ignored", state.subscription_id)
             return None
-        if row is not None and row.observed_at > state.observed_at:
-            return user_id  # a late event: the stored reading is newer
-        grace_until = row.grace_until if row is not None else None
+        if row is None:
+            base = {
+                "user_id": user_id,
+                "provider": state.provider,
+                "subscription_id": state.subscription_id,
+                "plan": state.plan,
+                "status": "incomplete",
+                "current_period_end": None,
+                "cancel_at_period_end": False,
+                "grace_until": None,
+                "observed_at": datetime.min,
+                "created_at": utcnow(),
+            }
+            try:
+                with conn.begin_nested():
+                    conn.execute(subscriptions.insert().values(base))
+            except IntegrityError:
+                pass  # another event about it made the row first: apply after it
+            row = self.row(conn, state.provider, state.subscription_id, lock=True)
+        was_granting = grants_now(row)
+        if row.observed_at > state.observed_at:
+            return Applied(row.user_id, False, was_granting, was_granting)  # a late event: the stored reading is newer
+        grace_until = row.grace_until
         if state.status in PAYING_STATUSES:
             grace_until = None
         elif state.status == "past_due" and grace_until is None:
@@ -125,13 +167,10 @@ class Subscriptions:
             "grace_until": grace_until,
             "observed_at": state.observed_at,
         }
-        if row is None:
-            base = {"user_id": user_id, "provider": state.provider, "subscription_id": state.subscription_id, "created_at": utcnow()}
-            conn.execute(subscriptions.insert().values(**base, **values))
-        else:
-            conn.execute(subscriptions.update().where(key).values(values))
-        self._settle(conn, user_id, conn.execute(select(subscriptions).where(key)).one())
-        return user_id
+        conn.execute(subscriptions.update().where(key).values(values))
+        stored = self.row(conn, state.provider, state.subscription_id)
+        self._settle(conn, row.user_id, stored)
+        return Applied(row.user_id, grace_until is not None and row.grace_until is None, was_granting, grants_now(stored))
 
     def _settle(self, conn: Connection, user_id: int, row: Any) -> None:
         plan, until = desired_grant(row)
@@ -146,36 +185,48 @@ class Subscriptions:
     # Reading --------------------------------------------------------------------------------
 
     @staticmethod
-    def row(conn: Connection, provider: str, subscription_id: str) -> Any:
-        """The stored subscription, or None."""
+    def row(conn: Connection, provider: str, subscription_id: str, lock: bool = False) -> Any:
+        """The stored subscription, or None; with ``lock``, locked until the transaction ends (PostgreSQL)."""
         key = (subscriptions.c.provider == provider) & (subscriptions.c.subscription_id == subscription_id)
-        return conn.execute(select(subscriptions).where(key)).first()
+        query = select(subscriptions).where(key)
+        return conn.execute(query.with_for_update() if lock else query).first()
 
     def current(self, conn: Connection, user_id: int) -> Any:
         """The user's subscription that matters now: a live one first, else the latest."""
         rows = conn.execute(select(subscriptions).where(subscriptions.c.user_id == user_id).order_by(subscriptions.c.id.desc())).all()
-        live = [row for row in rows if desired_grant(row)[0] is not None]
+        live = [row for row in rows if grants_now(row)]
         return (live or rows or [None])[0]
 
     def due_for_a_look(self, conn: Connection, within: timedelta) -> list[Any]:
-        """Subscriptions still granting a plan whose period or grace ends within ``within``: worth a re-read."""
-        horizon = utcnow() + within
+        """Live subscriptions whose period (or grace period) ends within ``within``, or ended while the grant lasts.
+
+        Worth a re-read: a renewal or a cancellation whose event was lost. A
+        subscription whose grant has run out is left alone rather than asked
+        about for ever.
+        """
+        now = utcnow()
         rows = conn.execute(select(subscriptions).where(subscriptions.c.status.in_(("active", "trialing", "past_due")))).all()
-        return [row for row in rows if (row.grace_until or row.current_period_end or horizon) < horizon]
+        due = []
+        for row in rows:
+            moment = row.grace_until if row.status == "past_due" else row.current_period_end
+            if moment is not None and now - RENEWAL_LEEWAY < moment < now + within:
+                due.append(row)
+        return due
 
 
 def subscription_json(row: Any, manage_url: str | None) -> dict[str, Any]:
     """The API's view of a subscription row (or of none)."""
     if row is None:
         return {key: None for key in _FIELDS} | {"status": "none", "active": False, "renews": False, "cancel_at_period_end": False}
-    plan, until = desired_grant(row)
+    until = desired_grant(row)[1]
+    active = grants_now(row)
     return {
         "plan": row.plan,
         "status": row.status,
-        "active": plan is not None,
+        "active": active,
         "provider": row.provider,
         "current_period_end": iso(row.current_period_end) if row.current_period_end else None,
-        "renews": plan is not None and row.status in PAYING_STATUSES and not row.cancel_at_period_end,
+        "renews": active and row.status in PAYING_STATUSES and not row.cancel_at_period_end,
         "cancel_at_period_end": row.cancel_at_period_end,
         "grace_until": iso(row.grace_until) if row.grace_until else None,
         "access_until": iso(until) if until else None,
