@@ -18,6 +18,7 @@ from kernel.plugins import BUNDLED_PLUGINS
 from plugins.calls import models as calls_models
 from plugins.feed import models as feed_models
 from plugins.payments import models as payments_models
+from plugins.spaces import models as spaces_models
 from tests.conftest import make_settings
 
 
@@ -26,9 +27,14 @@ def test_migrations_build_exactly_the_models_schema(tmp_path: Path, database_url
     kernel = Kernel(make_settings(tmp_path / "data", database_url))
     kernel.upgrade_database()
     kernel_tables = sqlalchemy.MetaData()
-    plugin_tables = [*feed_models.metadata.tables.values(), *calls_models.metadata.tables.values(), *payments_models.metadata.tables.values()]
+    plugin_tables = [
+        *feed_models.metadata.tables.values(),
+        *calls_models.metadata.tables.values(),
+        *payments_models.metadata.tables.values(),
+        *spaces_models.metadata.tables.values(),
+    ]
     for table in [*SQLModel.metadata.tables.values(), *plugin_tables]:
-        if table.name.startswith(("kernel_", "feed_", "calls_", "payments_")):
+        if table.name.startswith(("kernel_", "feed_", "calls_", "payments_", "spaces_")):
             table.to_metadata(kernel_tables)
     with kernel.db.engine.connect() as connection:
         context = MigrationContext.configure(connection, opts={"compare_type": True})
@@ -44,7 +50,7 @@ def test_upgrade_twice_changes_nothing(tmp_path: Path, database_url: str | None)
     with kernel.db.engine.connect() as connection:
         versions = connection.exec_driver_sql("SELECT version_num FROM alembic_version").scalars().all()
     kernel.db.dispose()
-    assert sorted(versions) == ["calls_0001", "feed_0003", "kernel_0002", "payments_0003"]
+    assert sorted(versions) == ["calls_0001", "feed_0003", "kernel_0002", "payments_0003", "spaces_0001"]
 
 
 def test_a_plugin_branch_adds_its_tables(tmp_path: Path, database_url: str | None) -> None:

@@ -1,11 +1,22 @@
 """Spaces: live audio rooms with hosts, speakers and listeners.
 
-For now the plugin declares only its manifest; its features arrive with its own issue.
+The server keeps the stage (who is host, co-host, speaker or listener, raised
+hands, microphones) and carries the audio itself through a media backend
+(:mod:`plugins.spaces.media`). The protocol is docs/spaces-protocol.md.
 """
 
-from kernel import Manifest, hookimpl
+from __future__ import annotations
 
-__version__ = "0.1.0"
+from pathlib import Path
+
+from kernel import Connection, Feature, Kernel, Manifest, hookimpl
+from plugins.spaces import api, signaling
+from plugins.spaces.aiortc_media import AiortcMedia
+from plugins.spaces.service import Spaces
+from plugins.spaces.settings import SpacesSettings
+
+__version__ = "0.2.0"
+HERE = Path(__file__).parent
 
 
 @hookimpl
@@ -15,4 +26,44 @@ def manifest() -> Manifest:
         title="Spaces",
         version=__version__,
         description="Live audio rooms with hosts, speakers and listeners.",
+        settings_model=SpacesSettings,
+        migrations=HERE / "migrations",
     )
+
+
+@hookimpl
+def register_features() -> list[Feature]:
+    return [
+        Feature(
+            "spaces.record",
+            "Record Spaces",
+            "Hosts keep a recording of their Space.",
+            plan="premium",
+            upsell="Recording Spaces is a premium feature. Subscribe to gain access.",
+        ),
+    ]
+
+
+@hookimpl
+def register_routes(kernel: Kernel) -> list:
+    settings = kernel.plugin_settings("spaces")
+    service = Spaces(kernel, settings)
+    # The embedded media backend; a deployment that outgrows it swaps in an SFU (docs/spaces-scale.md).
+    service.media = AiortcMedia(on_speaking=service.on_speaking, host_addresses=settings.host_addresses or None)
+    kernel.plugin_state["spaces"] = service
+    return list(api.routes)
+
+
+@hookimpl
+def register_realtime(kernel: Kernel) -> dict:
+    return signaling.handlers(kernel.plugin_state["spaces"])
+
+
+@hookimpl
+async def shutdown(kernel: Kernel) -> None:
+    await kernel.plugin_state["spaces"].close()
+
+
+@hookimpl
+async def realtime_disconnected(connection: Connection) -> None:
+    await connection.kernel.plugin_state["spaces"].disconnected(connection)
