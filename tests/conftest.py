@@ -205,18 +205,22 @@ def free_port() -> int:
         return probe.getsockname()[1]
 
 
+def serve_env(database_url: str | None = None) -> dict[str, str]:
+    """This environment without the tests' own ``EVERYTHING_*`` settings, with the database given (else the embedded one)."""
+    env = {key: value for key, value in os.environ.items() if not key.startswith("EVERYTHING_") and key != "DATABASE_URL"}
+    return {**env, "EVERYTHING_DATABASE__URL": database_url} if database_url else env
+
+
 @contextmanager
-def serve(workdir: Path, env: dict[str, str] | None = None) -> Iterator[str]:
-    """Run `everything serve` in ``workdir`` with its defaults (and ``env``); yields its base URL once ready."""
+def serve_process(workdir: Path, env: dict[str, str] | None = None) -> Iterator[tuple[str, subprocess.Popen[str]]]:
+    """Run `everything serve` in ``workdir`` (with ``env`` on top of :func:`serve_env`); yields its URL and process once ready."""
     port = free_port()
-    clean = {key: value for key, value in os.environ.items() if not key.startswith("EVERYTHING_") and key != "DATABASE_URL"}
-    env = {**clean, **(env or {})}
     process = subprocess.Popen(
         [sys.executable, "-m", "kernel.cli", "serve", "--port", str(port)],
         cwd=workdir,
-        env=env,
-        stdout=subprocess.PIPE,
-        stderr=subprocess.STDOUT,
+        env={**serve_env(), **(env or {})},
+        stdout=subprocess.DEVNULL,
+        stderr=subprocess.PIPE,
         text=True,
     )
     url = f"http://127.0.0.1:{port}"
@@ -224,7 +228,7 @@ def serve(workdir: Path, env: dict[str, str] | None = None) -> Iterator[str]:
         deadline = time.monotonic() + 60
         while True:
             if process.poll() is not None:
-                raise AssertionError(f"serve exited early:\n{process.stdout.read() if process.stdout else ''}")
+                raise AssertionError(f"serve exited early:\n{process.stderr.read() if process.stderr else ''}")
             try:
                 if httpx.get(f"{url}/readyz", timeout=1).status_code == 200:
                     break
@@ -233,7 +237,17 @@ def serve(workdir: Path, env: dict[str, str] | None = None) -> Iterator[str]:
             if time.monotonic() > deadline:
                 raise AssertionError("serve did not become ready within 60 s")
             time.sleep(0.1)
-        yield url
+        # Standard error is only read on failure: drain it so that the server never blocks on a full pipe.
+        threading.Thread(target=lambda: process.stderr and process.stderr.read(), daemon=True).start()
+        yield url, process
     finally:
-        process.terminate()
-        process.wait(timeout=30)
+        if process.poll() is None:
+            process.terminate()
+            process.wait(timeout=30)
+
+
+@contextmanager
+def serve(workdir: Path, env: dict[str, str] | None = None) -> Iterator[str]:
+    """Run `everything serve` in ``workdir`` with its defaults (and ``env``); yields its base URL once ready."""
+    with serve_process(workdir, env) as (url, _process):
+        yield url

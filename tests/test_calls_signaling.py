@@ -8,7 +8,6 @@ from __future__ import annotations
 
 import time
 from collections.abc import Iterator
-from contextlib import contextmanager
 from pathlib import Path
 from typing import Any
 
@@ -18,6 +17,7 @@ from starlette.testclient import WebSocketTestSession
 
 from kernel import create_app
 from tests.conftest import UserClient, assert_error, make_operator, make_settings, running, sign_up
+from tests.realtime_kit import ask, connect, receive
 
 OFFER = "v=0\r\no=- 1 1 IN IP4 127.0.0.1\r\ns=-\r\nt=0 0\r\nm=audio 9 UDP/TLS/RTP/SAVPF 111\r\n"
 ANSWER = OFFER.replace("o=- 1 1", "o=- 2 2")
@@ -44,30 +44,6 @@ def premium(app: Starlette, client: UserClient) -> UserClient:
 
 def allow_everyone(client: UserClient) -> None:
     assert client.put("/api/calls/settings", json={"enabled": True, "allow": ["everyone"]}).status_code == 200
-
-
-@contextmanager
-def connect(client: UserClient) -> Iterator[WebSocketTestSession]:
-    with client.websocket_connect("/ws") as ws:
-        assert ws.receive_json()["type"] == "kernel.hello"
-        yield ws
-
-
-def receive(ws: WebSocketTestSession, kind: str) -> dict[str, Any]:
-    """The next message of type ``kind``, past any others."""
-    while True:
-        message = ws.receive_json()
-        if message["type"] == kind:
-            return message
-
-
-def ask(ws: WebSocketTestSession, message: dict[str, Any]) -> dict[str, Any]:
-    """Send a message with an id and return its reply or error (unnamed when the message could not even be read)."""
-    ws.send_json({"id": "q", **message})
-    while True:
-        answer = ws.receive_json()
-        if answer.get("ref") == "q" or (answer["type"] == "error" and answer["ref"] is None):
-            return answer
 
 
 def invite(ws: WebSocketTestSession, to: str, call_id: str = "call-1", media: str = "audio") -> dict[str, Any]:

@@ -19,8 +19,6 @@ import subprocess
 import sys
 import threading
 import time
-from collections.abc import Iterator
-from contextlib import contextmanager
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
@@ -31,7 +29,7 @@ from sqlalchemy import select
 from kernel.app import Kernel
 from kernel.settings import Settings
 from plugins.payments.models import transactions
-from tests.conftest import PASSWORD, free_port, make_settings
+from tests.conftest import PASSWORD, make_settings, serve_env, serve_process
 
 USERS = 6
 CLIENTS = 6
@@ -39,45 +37,6 @@ FUNDS = 100_000
 # Transfers answered before each kill, and kills: each kill lands among many more transfers in flight.
 BEFORE_KILL = 100
 ROUNDS = 3
-
-
-def server_env(database_url: str | None) -> dict[str, str]:
-    env = {key: value for key, value in os.environ.items() if not key.startswith("EVERYTHING_") and key != "DATABASE_URL"}
-    return {**env, "EVERYTHING_DATABASE__URL": database_url} if database_url else env
-
-
-@contextmanager
-def server_process(workdir: Path, env: dict[str, str]) -> Iterator[tuple[str, subprocess.Popen[str]]]:
-    """`everything serve` in ``workdir`` (data in ``./everything-data``); yields its URL and the process, once ready."""
-    port = free_port()
-    process = subprocess.Popen(
-        [sys.executable, "-m", "kernel.cli", "serve", "--port", str(port)],
-        cwd=workdir,
-        env=env,
-        stdout=subprocess.DEVNULL,
-        stderr=subprocess.PIPE,
-        text=True,
-    )
-    url = f"http://127.0.0.1:{port}"
-    try:
-        deadline = time.monotonic() + 60
-        while True:
-            if process.poll() is not None:
-                raise AssertionError(f"serve exited early:\n{process.stderr.read() if process.stderr else ''}")
-            try:
-                if httpx.get(f"{url}/readyz", timeout=1).status_code == 200:
-                    break
-            except httpx.TransportError:
-                pass
-            assert time.monotonic() < deadline, "serve did not become ready within 60 s"
-            time.sleep(0.1)
-        # Standard error is only read on failure: drain it so that the server never blocks on a full pipe.
-        threading.Thread(target=lambda: process.stderr and process.stderr.read(), daemon=True).start()
-        yield url, process
-    finally:
-        if process.poll() is None:
-            process.terminate()
-            process.wait(timeout=30)
 
 
 def sign_up_with_token(url: str, username: str) -> str:
@@ -170,7 +129,7 @@ def assert_answered_transfers_kept(settings: Settings, sent: Sent) -> None:
 
 
 def test_a_server_killed_mid_transfers_keeps_every_answered_transfer_and_sound_books(tmp_path: Path, database_url: str | None) -> None:
-    env = server_env(database_url)
+    env = serve_env(database_url)
     settings = make_settings(tmp_path / "everything-data", database_url)
     names = [f"crash{number}" for number in range(USERS)]
     # As an operator does first (the server migrates only the embedded SQLite by itself).
@@ -178,7 +137,7 @@ def test_a_server_killed_mid_transfers_keeps_every_answered_transfer_and_sound_b
     assert upgraded.returncode == 0, upgraded.stderr
     sent = Sent()
     for round_ in range(ROUNDS):
-        with server_process(tmp_path, env) as (url, process):
+        with serve_process(tmp_path, env) as (url, process):
             if round_ == 0:
                 tokens = {name: sign_up_with_token(url, name) for name in names}
                 # Funded as an operator's credit is: the ledger's own code on the same database, beside the running server.
@@ -201,7 +160,7 @@ def test_a_server_killed_mid_transfers_keeps_every_answered_transfer_and_sound_b
         assert "the ledger is sound" in checked.stderr
         assert_answered_transfers_kept(settings, sent)
 
-    with server_process(tmp_path, env) as (url, _):
+    with serve_process(tmp_path, env) as (url, _):
         assert sum(wallets(url, tokens).values()) == USERS * FUNDS
         # The requests the kills left unanswered, sent again with their keys: each applies at most once.
         with httpx.Client(base_url=url, timeout=30) as http:

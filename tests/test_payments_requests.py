@@ -13,8 +13,8 @@ from starlette.applications import Starlette
 from starlette.testclient import TestClient
 
 from kernel import create_app
-from plugins.payments.ledger import Ledger
 from tests.conftest import UserClient, assert_error, make_settings, running, sign_up
+from tests.payments_kit import balance, fund, ledger_of
 
 
 @pytest.fixture
@@ -22,19 +22,6 @@ def app(tmp_path: Path, database_url: str | None) -> Iterator[Starlette]:
     application = create_app(make_settings(tmp_path / "data", database_url))
     with running(application):
         yield application
-
-
-def ledger_of(app: Starlette) -> Ledger:
-    return app.state.kernel.plugin_state["payments"].ledger
-
-
-def fund(app: Starlette, client: UserClient, amount: int) -> None:
-    """Put money in a user's wallet as a top-up would: from the external system account."""
-    ledger_of(app).credit(app.state.kernel.user(client.username).id, amount, "topup", "test top-up")
-
-
-def balance(client: UserClient) -> int:
-    return client.get("/api/payments/wallet").json()["balance"]
 
 
 @pytest.fixture

@@ -16,10 +16,10 @@ from starlette.testclient import TestClient
 
 from kernel import create_app, utcnow
 from kernel.cli import main as cli
-from plugins.payments.ledger import Ledger
 from plugins.payments.models import transactions
 from plugins.payments.savings import Savings
 from tests.conftest import UserClient, assert_error, make_settings, running, sign_up
+from tests.payments_kit import fund, ledger_of
 
 # 3.65 % a year: a day pays exactly a ten-thousandth of the balance ($1,000.00 earns 10 cents).
 RATE = 0.0365
@@ -36,21 +36,12 @@ def app(tmp_path: Path, database_url: str | None) -> Iterator[Starlette]:
         yield application
 
 
-def ledger_of(app: Starlette) -> Ledger:
-    return app.state.kernel.plugin_state["payments"].ledger
-
-
 def savings_of(app: Starlette) -> Savings:
     return app.state.kernel.plugin_state["payments"].savings
 
 
 def today() -> date:
     return utcnow().date()
-
-
-def fund(app: Starlette, client: UserClient, amount: int) -> None:
-    """Put money in a user's wallet as a top-up would: from the external system account."""
-    ledger_of(app).credit(app.state.kernel.user(client.username).id, amount, "topup", "test top-up")
 
 
 def backdate(app: Starlette, days: int) -> None:

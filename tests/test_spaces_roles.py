@@ -9,7 +9,7 @@ from __future__ import annotations
 
 import asyncio
 from collections.abc import Iterator
-from contextlib import ExitStack, contextmanager
+from contextlib import ExitStack
 from datetime import UTC, datetime, timedelta
 from pathlib import Path
 from typing import Any
@@ -20,6 +20,7 @@ from starlette.testclient import WebSocketTestSession
 
 from kernel import create_app
 from tests.conftest import UserClient, assert_error, make_settings, running, sign_up
+from tests.realtime_kit import ask, connect, receive
 
 aiortc = pytest.importorskip("aiortc")
 pytest.importorskip("plugins.spaces.aiortc_media")
@@ -54,30 +55,6 @@ def app(tmp_path: Path) -> Iterator[Starlette]:
 @pytest.fixture
 def host(app: Starlette) -> UserClient:
     return sign_up(app, "hosty")
-
-
-@contextmanager
-def connect(client: UserClient) -> Iterator[WebSocketTestSession]:
-    with client.websocket_connect("/ws") as ws:
-        assert ws.receive_json()["type"] == "kernel.hello"
-        yield ws
-
-
-def receive(ws: WebSocketTestSession, kind: str) -> dict[str, Any]:
-    """The next message of type ``kind``, past any others."""
-    while True:
-        message = ws.receive_json()
-        if message["type"] == kind:
-            return message
-
-
-def ask(ws: WebSocketTestSession, message: dict[str, Any]) -> dict[str, Any]:
-    """Send a message with an id and return its reply or error."""
-    ws.send_json({"id": "q", **message})
-    while True:
-        answer = ws.receive_json()
-        if answer.get("ref") == "q" or (answer["type"] == "error" and answer["ref"] is None):
-            return answer
 
 
 def ok(ws: WebSocketTestSession, message: dict[str, Any]) -> dict[str, Any]:

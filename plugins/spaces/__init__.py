@@ -11,7 +11,6 @@ from pathlib import Path
 
 from kernel import Connection, Feature, Kernel, Manifest, hookimpl
 from plugins.spaces import api, signaling
-from plugins.spaces.aiortc_media import AiortcMedia
 from plugins.spaces.service import Spaces
 from plugins.spaces.settings import SpacesSettings
 
@@ -47,10 +46,7 @@ def register_features() -> list[Feature]:
 @hookimpl
 def register_routes(kernel: Kernel) -> list:
     settings = kernel.plugin_settings("spaces")
-    service = Spaces(kernel, settings)
-    # The embedded media backend; a deployment that outgrows it swaps in an SFU (docs/spaces-scale.md).
-    service.media = AiortcMedia(on_speaking=service.on_speaking, host_addresses=settings.host_addresses or None)
-    kernel.plugin_state["spaces"] = service
+    kernel.plugin_state["spaces"] = Spaces(kernel, settings)
     return list(api.routes)
 
 

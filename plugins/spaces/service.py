@@ -25,6 +25,7 @@ from sqlalchemy import and_, case, func, insert, or_, select, update
 
 from kernel import ApiError, Connection, Page, User, decode_cursor, encode_cursor, iso, utcnow
 from plugins.spaces import stage as rules
+from plugins.spaces.aiortc_media import AiortcMedia
 from plugins.spaces.models import members, spaces
 from plugins.spaces.settings import SpacesSettings
 from plugins.spaces.stage import LIVE, ON_STAGE, SCHEDULED, Member, Stage, StageError
@@ -64,11 +65,11 @@ def _member(row: Any) -> Member:
 class Spaces:
     """Spaces, their stages and the realtime connections in them, for one kernel."""
 
-    def __init__(self, kernel: Kernel, settings: SpacesSettings, media: SpacesMedia | None = None) -> None:
+    def __init__(self, kernel: Kernel, settings: SpacesSettings) -> None:
         self.kernel = kernel
         self.settings = settings
-        # The media backend; None while none is configured, and then nobody can join.
-        self.media = media
+        # The embedded media backend; a deployment that outgrows it swaps in an SFU (docs/spaces-scale.md).
+        self.media: SpacesMedia = AiortcMedia(on_speaking=self.on_speaking, host_addresses=settings.host_addresses or None)
         # space id -> user id -> the Connection.key carrying that member.
         self.joined: dict[int, dict[int, str]] = {}
         # Connection.key -> (space id, user id).
@@ -255,11 +256,10 @@ class Spaces:
             keys = self.joined.pop(space_id, {})
             for key in keys.values():
                 self.by_connection.pop(key, None)
-            if self.media is not None:
-                try:
-                    await self.media.end(space_id)
-                except Exception:
-                    logger.exception("the media backend failed to end Space %s", space_id)
+            try:
+                await self.media.end(space_id)
+            except Exception:
+                logger.exception("the media backend failed to end Space %s", space_id)
             message = {"type": "spaces.ended", "space_id": space_id}
             for key in keys.values():
                 await self.kernel.realtime.send_to_connection(key, message)
@@ -340,8 +340,6 @@ class Spaces:
         async with self.lock(space_id):
             space, stage = await self._visible(user, space_id)
             member = rules.join(stage, user.id)
-            if self.media is None:
-                raise ApiError(503, "media_unavailable", "Spaces audio is not available on this server right now.")
             previous = self.joined.get(space_id, {}).get(user.id)
             if previous is not None:
                 # Joined from another tab before: that one drops out.
@@ -450,8 +448,6 @@ class Spaces:
             space, stage = await anyio.to_thread.run_sync(self.load, space_id)
             rules.check_record(stage, connection.user.id)
             if space.recording != on:
-                if self.media is None:
-                    raise ApiError(503, "media_unavailable", "Spaces audio is not available on this server right now.")
                 if on:
                     folder = self.kernel.settings.data_dir / self.settings.recordings_dir
                     await anyio.to_thread.run_sync(lambda: folder.mkdir(parents=True, exist_ok=True))
@@ -481,19 +477,16 @@ class Spaces:
 
     async def close(self) -> None:
         """Shutting down: the media backend frees everything."""
-        if self.media is not None:
-            try:
-                await self.media.close()
-            except Exception:
-                logger.exception("the Spaces media backend failed to close")
+        try:
+            await self.media.close()
+        except Exception:
+            logger.exception("the Spaces media backend failed to close")
         self.joined.clear()
         self.by_connection.clear()
 
     # Helpers -----------------------------------------------------------------------------------
 
     async def _apply_media(self, space_id: int, before: Member, after: Member) -> None:
-        if self.media is None:
-            return
         if after.removed:
             await self._media_leave(space_id, after.user_id)
             return
@@ -506,8 +499,6 @@ class Spaces:
             await self.media.set_muted(space_id, after.user_id, after.muted)
 
     async def _media_leave(self, space_id: int, user_id: int) -> None:
-        if self.media is None:
-            return
         try:
             await self.media.leave(space_id, user_id)
         except Exception:
