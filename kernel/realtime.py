@@ -21,7 +21,7 @@ import logging
 import secrets
 import time
 from collections import deque
-from collections.abc import Awaitable, Callable
+from collections.abc import Awaitable, Callable, Iterable
 from typing import TYPE_CHECKING, Any
 
 import anyio.to_thread
@@ -252,6 +252,12 @@ class Hub:
         message, it is dropped and logged when the bus fails.
         """
         await self._publish(f"c:{key}", encode(message))
+
+    async def send_to_connections(self, keys: Iterable[str], message: dict[str, Any]) -> None:
+        """Deliver the same ``message`` to each connection in ``keys``, encoding it once (a room's state to its members)."""
+        payload = encode(message)
+        for key in keys:
+            await self._publish(f"c:{key}", payload)
 
     async def broadcast(self, message: dict[str, Any]) -> None:
         """Deliver ``message`` to every open connection of the deployment (dropped, logged, if the bus fails)."""

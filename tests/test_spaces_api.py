@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import time
 from collections.abc import Iterator
 from datetime import UTC, datetime, timedelta
 from pathlib import Path
@@ -106,7 +107,7 @@ def test_anyone_signed_in_can_read_a_space(alice: UserClient, bob: UserClient) -
     assert {"stage", "listeners", "hands", "listener_count", "recording", "limits"} <= set(found)
 
 
-@pytest.mark.parametrize("space_id", ["999999", "abc", "0", "-1"])
+@pytest.mark.parametrize("space_id", ["999999", "abc", "0", "-1", "²", "0012"])
 def test_an_unknown_space_is_404(bob: UserClient, space_id: str) -> None:
     assert_error(bob.get(f"/api/spaces/{space_id}"), 404, "unknown_space")
 
@@ -192,3 +193,45 @@ def test_an_ended_space_cannot_be_ended_or_started_again(alice: UserClient) -> N
 
 def test_ending_an_unknown_space_is_404(alice: UserClient) -> None:
     assert_error(alice.post("/api/spaces/424242/end"), 404, "unknown_space")
+
+
+# Recording from the start ----------------------------------------------------------------------
+
+
+def test_recording_from_the_start_needs_the_record_feature(alice: UserClient) -> None:
+    error = assert_error(alice.post("/api/spaces", json={"title": "Taped", "record": True}), 402, "premium_required")
+    assert error["feature"] == "spaces.record"
+    assert alice.get("/api/spaces").json()["results"] == []
+
+
+def test_a_scheduled_space_asked_to_record_is_recorded_from_its_start(app: Starlette, alice: UserClient) -> None:
+    kernel = app.state.kernel
+    app.state.test_portal.call(kernel.grant, kernel.user("alice"), "premium")
+    space = create(alice, "Taped", starts_at=later(hours=3), record=True)
+    assert space["recording"] is True and space["recordings"] == []
+    assert alice.post(f"/api/spaces/{space['id']}/start").json()["recording"] is True
+    time.sleep(1.0)
+    ended = alice.post(f"/api/spaces/{space['id']}/end").json()
+    assert ended["recording"] is False
+    [take] = ended["recordings"]
+    assert take["duration_seconds"] is not None and take["duration_seconds"] > 0
+    assert alice.get(take["url"]).headers["content-type"] == "audio/ogg"
+
+
+# Upcoming Spaces ------------------------------------------------------------------------------------
+
+
+def test_upcoming_spaces_are_ones_own_and_those_of_people_followed_soonest_first(app: Starlette, alice: UserClient, bob: UserClient) -> None:
+    carol = sign_up(app, "carol")
+    later_one = create(alice, "Later", starts_at=later(days=3))
+    sooner = create(alice, "Sooner", starts_at=later(days=1))
+    create(carol, "Unfollowed", starts_at=later(days=1))
+    mine = create(bob, "Mine", starts_at=later(days=2))
+    create(alice, "Live now")
+    assert bob.put("/api/users/alice/follow").status_code == 200
+    upcoming = bob.get("/api/spaces", params={"status": "scheduled"}).json()["results"]
+    assert [space["id"] for space in upcoming] == [sooner["id"], mine["id"], later_one["id"]]
+
+
+def test_an_unknown_list_status_is_refused(bob: UserClient) -> None:
+    assert assert_error(bob.get("/api/spaces", params={"status": "ended"}), 422, "validation_error")["field"] == "status"

@@ -493,6 +493,16 @@ def test_a_premium_host_records(app: Starlette, room: Room) -> None:
     assert state(room.clients["hosty"], room.space_id)["recording"] is False
 
 
+def test_a_host_whose_premium_lapsed_can_still_stop_recording(app: Starlette, room: Room) -> None:
+    kernel = app.state.kernel
+    app.state.test_portal.call(kernel.grant, kernel.user("hosty"), "premium")
+    assert room.do("hosty", "record", on=True)["type"] == "reply"
+    app.state.test_portal.call(kernel.revoke, kernel.user("hosty"), "premium")
+    assert room.do("hosty", "record", on=False)["type"] == "reply"
+    assert state(room.clients["hosty"], room.space_id)["recording"] is False
+    assert room.do("hosty", "record", on=True)["code"] == "premium_required"
+
+
 def test_a_premium_cohost_cannot_record(app: Starlette, room: Room) -> None:
     with_cohost(room)
     kernel = app.state.kernel
@@ -581,3 +591,53 @@ def test_joining_from_a_second_tab_moves_the_membership_there(room: Room) -> Non
     assert state(room.clients["hosty"], room.space_id)["listener_count"] == 1
     refused(first, {"type": "spaces.raise_hand"}, "not_in_space")
     assert ask(second, {"type": "spaces.raise_hand"})["type"] == "reply"
+
+
+# Joining again --------------------------------------------------------------------------------
+
+
+def test_joining_again_keeps_a_speakers_seat_on_a_full_stage_and_their_microphone(room: Room) -> None:
+    for number in range(10):
+        with_speaker(room, f"speaker{number}")
+    ok(room.ws["speaker0"], {"type": "spaces.mute", "muted": False})
+    again = ok(room.ws["speaker0"], {"type": "spaces.join", "space_id": room.space_id, "sdp": room.offer})
+    assert again["role"] == "speaker"
+    assert person(room.clients["hosty"], room.space_id, "speaker0")["muted"] is False
+
+
+def test_joining_again_keeps_a_raised_hand(room: Room) -> None:
+    room.join("lisa")
+    ok(room.ws["lisa"], {"type": "spaces.raise_hand"})
+    ok(room.ws["lisa"], {"type": "spaces.join", "space_id": room.space_id, "sdp": room.offer})
+    assert state(room.clients["hosty"], room.space_id)["hands"] == ["lisa"]
+
+
+def test_a_refused_offer_to_join_again_leaves_the_member_as_they_were(room: Room) -> None:
+    room.join("lisa")
+    broken = "v=0\r\no=- 1 1 IN IP4 127.0.0.1\r\ns=-\r\nt=0 0\r\nm=audio 9 UDP/TLS/RTP/SAVPF 111\r\n"
+    refused(room.ws["lisa"], {"type": "spaces.join", "space_id": room.space_id, "sdp": broken}, "invalid_sdp")
+    assert room.role("lisa") == "listener"
+    assert ok(room.ws["lisa"], {"type": "spaces.raise_hand"})["type"] == "reply"  # still in: actions work
+    assert ok(room.ws["lisa"], {"type": "spaces.leave"})["reason"] == "left"
+    assert room.role("lisa") is None
+
+
+# Restarting -----------------------------------------------------------------------------------
+
+
+def test_after_a_restart_nobody_is_left_in_a_space_and_nothing_records(tmp_path: Path, offer: str) -> None:
+    settings = make_settings(tmp_path / "data", None, plugins={"spaces": {"host_addresses": ["127.0.0.1"]}})
+    first = create_app(settings)
+    with running(first), ExitStack() as stack:
+        kernel = first.state.kernel
+        host = sign_up(first, "hosty")
+        first.state.test_portal.call(kernel.grant, kernel.user("hosty"), "premium")
+        room = Room(first, host, offer, stack)
+        room.join("lisa")
+        assert room.do("hosty", "record", on=True)["type"] == "reply"
+        space_id = room.space_id
+    again = create_app(settings)
+    with running(again):
+        space = state(sign_up(again, "viewer"), space_id)
+    assert space["status"] == "live" and space["recording"] is False
+    assert space["stage"] == [] and space["listeners"] == [] and space["listener_count"] == 0

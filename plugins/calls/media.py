@@ -180,6 +180,22 @@ class ReceivedMedia:
         spectrum[0] = 0  # a DC offset is not a tone
         return float(np.argmax(spectrum) * self.sample_rate / len(sound))
 
+    def strength(self, frequency: float, width: float = 10.0) -> float:
+        """The spectrum's peak within ``width`` Hz of ``frequency`` in the last second, relative to its highest peak.
+
+        1.0 means ``frequency`` is the loudest tone heard; 0.0, not heard (or nothing heard at all).
+        """
+        if not self._sound or self.sample_rate is None:
+            return 0.0
+        sound = np.concatenate(list(self._sound))
+        spectrum = np.abs(np.fft.rfft(sound * np.hanning(len(sound))))
+        spectrum[:5] = 0  # a DC offset or a slow drift is not a tone
+        if not spectrum.max():
+            return 0.0
+        bin_hz = self.sample_rate / len(sound)
+        low, high = int((frequency - width) / bin_hz), int((frequency + width) / bin_hz) + 1
+        return float(spectrum[max(low, 0) : high].max() / spectrum.max())
+
     async def wait_for(self, condition: Callable[[ReceivedMedia], bool], timeout: float) -> None:
         """Return once ``condition(self)`` holds; TimeoutError after ``timeout`` seconds."""
         async with asyncio.timeout(timeout):

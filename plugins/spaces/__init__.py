@@ -9,8 +9,11 @@ from __future__ import annotations
 
 from pathlib import Path
 
-from kernel import Connection, Feature, Kernel, Manifest, hookimpl
-from plugins.spaces import api, signaling
+import anyio.to_thread
+from starlette.requests import Request
+
+from kernel import Connection, Feature, Kernel, Manifest, NavItem, User, hookimpl
+from plugins.spaces import api, pages, signaling
 from plugins.spaces.service import Spaces
 from plugins.spaces.settings import SpacesSettings
 
@@ -27,6 +30,8 @@ def manifest() -> Manifest:
         description="Live audio rooms with hosts, speakers and listeners.",
         settings_model=SpacesSettings,
         migrations=HERE / "migrations",
+        templates=HERE / "templates",
+        static=HERE / "static",
     )
 
 
@@ -47,12 +52,17 @@ def register_features() -> list[Feature]:
 def register_routes(kernel: Kernel) -> list:
     settings = kernel.plugin_settings("spaces")
     kernel.plugin_state["spaces"] = Spaces(kernel, settings)
-    return list(api.routes)
+    return [*api.routes, *pages.routes]
 
 
 @hookimpl
 def register_realtime(kernel: Kernel) -> dict:
     return signaling.handlers(kernel.plugin_state["spaces"])
+
+
+@hookimpl
+async def startup(kernel: Kernel) -> None:
+    await anyio.to_thread.run_sync(kernel.plugin_state["spaces"].reconcile)
 
 
 @hookimpl
@@ -63,3 +73,13 @@ async def shutdown(kernel: Kernel) -> None:
 @hookimpl
 async def realtime_disconnected(connection: Connection) -> None:
     await connection.kernel.plugin_state["spaces"].disconnected(connection)
+
+
+@hookimpl
+def nav_items(user: User | None) -> list[NavItem]:
+    return pages.nav_items(user)
+
+
+@hookimpl
+def page_assets(request: Request, user: User | None) -> list[str]:
+    return pages.page_assets(request, user)

@@ -136,9 +136,8 @@ class AiortcMedia:
     # -- the interface ---------------------------------------------------------------------
 
     async def join(self, space_id: int, user_id: int, offer_sdp: str, *, can_speak: bool) -> str:
-        space = self._spaces.get(space_id)
-        if space is not None and user_id in space.participants:
-            await self.leave(space_id, user_id)  # joining again (a reload, a new device) replaces the old peer
+        # Joining again (a reload, a microphone once on stage) replaces the old peer, but only once the new
+        # offer is answered: a refused offer leaves the old peer as it was.
         pc = RTCPeerConnection(rtc_configuration([]))  # no STUN: our candidates are our own addresses
         track = SpaceTrack()
         participant = _Participant(user_id, pc, track, can_speak)
@@ -163,7 +162,10 @@ class AiortcMedia:
             raise ValueError(f"the offer cannot be answered: {error}") from error
 
         space = self._space(space_id)
+        old = space.participants.get(user_id)
         space.participants[user_id] = participant
+        if old is not None:
+            await self._close_participant(old)
         # aiortc keeps the offer's direction from our side: recvonly/sendrecv means the participant sends.
         incoming = transceiver.receiver.track if transceiver._offerDirection in ("sendrecv", "recvonly") else None
         if incoming is not None:

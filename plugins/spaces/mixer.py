@@ -80,12 +80,17 @@ class OpusEncoder:
 
 
 class Recorder:
-    """An Ogg/Opus file fed the packets of the Space's mix (copied: the originals are shared with the listeners)."""
+    """An Ogg/Opus file fed the packets of the Space's mix (copied: the originals are shared with the listeners).
+
+    It is written as ``<path>.part`` and takes its name when finished, so a file named ``path``
+    is always whole (a crash leaves only a ``.part`` behind).
+    """
 
     def __init__(self, path: Path, extradata: bytes | None) -> None:
         self.path = path
+        self.partial = path.with_name(path.name + ".part")
         path.parent.mkdir(parents=True, exist_ok=True)
-        self.container = av.open(str(path), "w", format="ogg")
+        self.container = av.open(str(self.partial), "w", format="ogg")
         self.stream = self.container.add_stream("libopus", rate=SAMPLE_RATE)
         self.stream.codec_context.layout = "mono"
         self.stream.codec_context.extradata = extradata
@@ -104,6 +109,8 @@ class Recorder:
 
     def close(self) -> None:
         self.container.close()
+        if self.partial.exists():  # a take that got no packet at all leaves no file
+            self.partial.replace(self.path)
 
 
 class SpeakerLevel:

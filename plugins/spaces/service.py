@@ -18,6 +18,7 @@ import asyncio
 import logging
 from dataclasses import dataclass
 from datetime import datetime, timedelta
+from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
 import anyio.to_thread
@@ -27,6 +28,7 @@ from kernel import ApiError, Connection, Page, User, decode_cursor, encode_curso
 from plugins.spaces import stage as rules
 from plugins.spaces.aiortc_media import AiortcMedia
 from plugins.spaces.models import members, spaces
+from plugins.spaces.recordings import RecordingStore
 from plugins.spaces.settings import SpacesSettings
 from plugins.spaces.stage import LIVE, ON_STAGE, SCHEDULED, Member, Stage, StageError
 
@@ -37,6 +39,7 @@ if TYPE_CHECKING:
     from plugins.spaces.media import SpacesMedia
 
 logger = logging.getLogger("everything.spaces")
+
 
 
 def unknown_space() -> ApiError:
@@ -70,11 +73,16 @@ class Spaces:
         self.settings = settings
         # The embedded media backend; a deployment that outgrows it swaps in an SFU (docs/spaces-scale.md).
         self.media: SpacesMedia = AiortcMedia(on_speaking=self.on_speaking, host_addresses=settings.host_addresses or None)
+        self.recordings = RecordingStore(kernel.settings.data_dir / settings.recordings_dir)
         # space id -> user id -> the Connection.key carrying that member.
         self.joined: dict[int, dict[int, str]] = {}
         # Connection.key -> (space id, user id).
         self.by_connection: dict[str, tuple[int, int]] = {}
         self._locks: dict[int, asyncio.Lock] = {}
+        # space id -> the usernames last reported speaking, for whoever joins next.
+        self.speaking: dict[int, list[str]] = {}
+        # space id -> the pending state broadcast after listeners came or went.
+        self._churn: dict[int, asyncio.Task[None]] = {}
 
     def lock(self, space_id: int) -> asyncio.Lock:
         return self._locks.setdefault(space_id, asyncio.Lock())
@@ -156,9 +164,14 @@ class Spaces:
 
     # Spaces through the API ------------------------------------------------------------------
 
-    async def create(self, host: User, title: str, starts_at: datetime | None) -> dict[str, Any]:
-        """A new Space: live at once, or scheduled for ``starts_at`` (future, within the settings' window)."""
+    async def create(self, host: User, title: str, starts_at: datetime | None, record: bool = False) -> dict[str, Any]:
+        """A new Space: live at once, or scheduled for ``starts_at`` (future, within the settings' window).
+
+        ``record`` turns recording on from the start (402 ``premium_required`` without ``spaces.record``).
+        """
         now = utcnow()
+        if record:
+            await anyio.to_thread.run_sync(self.kernel.entitlements.require, host, "spaces.record")
         if starts_at is not None:
             if starts_at.tzinfo is not None:
                 starts_at = (starts_at - starts_at.utcoffset()).replace(tzinfo=None)  # type: ignore[operator]
@@ -180,7 +193,7 @@ class Spaces:
             "starts_at": starts_at,
             "started_at": now if status == LIVE else None,
             "ended_at": None,
-            "recording": False,
+            "recording": record,
         }
 
         def work(conn: Db) -> Space:
@@ -191,6 +204,8 @@ class Spaces:
 
         space = await anyio.to_thread.run_sync(self.kernel.db.write, work)
         if status == LIVE:
+            if record:
+                space = await self._record_from_start(space)
             await self._announce(space)
         return await self.space_json(space, Stage(space.id, space.host_id, space.status))
 
@@ -226,9 +241,50 @@ class Spaces:
         next_cursor = encode_cursor(rows[-1][2], rows[-1][0].id) if more and rows else None
         return Page(results, next_cursor)
 
+    async def upcoming(self, viewer: User, limit: int) -> list[dict[str, Any]]:
+        """Scheduled Spaces of ``viewer`` and of the people they follow, soonest first."""
+
+        def work(conn: Db) -> list[Space]:
+            blocked = self.kernel.blocked_ids(viewer)
+            query = (
+                select(spaces)
+                .where(
+                    spaces.c.status == SCHEDULED,
+                    or_(spaces.c.host_id == viewer.id, spaces.c.host_id.in_(self.kernel.following_query(viewer))),
+                )
+                .order_by(spaces.c.starts_at, spaces.c.id)
+                .limit(limit)
+            )
+            if blocked:
+                query = query.where(spaces.c.host_id.not_in(blocked))
+            return [Space(**row._mapping) for row in conn.execute(query).all()]
+
+        found = await anyio.to_thread.run_sync(self.kernel.db.read, work)
+        return [await self.space_json(space, Stage(space.id, space.host_id, space.status)) for space in found]
+
     async def get(self, viewer: User, space_id: int) -> dict[str, Any]:
         space, stage = await self._visible(viewer, space_id)
         return await self.space_json(space, stage)
+
+    async def listeners(self, viewer: User, space_id: int, cursor: str | None, limit: int) -> Page:
+        """Everyone listening now, by user id: for Spaces whose state names only the first listeners."""
+        after = decode_cursor(cursor, int)
+        _, stage = await self._visible(viewer, space_id)
+        ids = sorted(m.user_id for m in stage.present() if m.role == rules.LISTENER and (after is None or m.user_id > after[0]))
+        page, more = ids[:limit], len(ids) > limit
+        people = await anyio.to_thread.run_sync(lambda: [self.kernel.user_by_id(i) for i in page])
+        found = [person for person in people if person is not None]
+        await self.kernel.prepare_users(found)
+        results = [{"user": self.kernel.user_json(person), "role": rules.LISTENER, "hand_raised": stage.members[person.id].hand_raised} for person in found]
+        return Page(results, encode_cursor(page[-1]) if more and page else None)
+
+    async def recording_file(self, viewer: User, space_id: int, name: str) -> Path:
+        """The file of one finished take, for anyone who can see the Space; 404 ``unknown_recording``."""
+        await self._visible(viewer, space_id)
+        path = await anyio.to_thread.run_sync(self.recordings.path, space_id, name)
+        if path is None:
+            raise ApiError(404, "unknown_recording", "This Space has no such recording.")
+        return path
 
     async def _visible(self, viewer: User, space_id: int) -> tuple[Space, Stage]:
         space, stage = await anyio.to_thread.run_sync(self.load, space_id)
@@ -242,9 +298,8 @@ class Spaces:
             space, stage = await self._visible(user, space_id)
             rules.check_start(stage, user.id)
             if space.status == SCHEDULED:
-                space = await anyio.to_thread.run_sync(self.set_status, space_id, LIVE)
+                space = await self._go_live(space)
                 stage.status = LIVE
-                await self._announce(space)
         return await self.space_json(space, stage)
 
     async def end(self, user: User, space_id: int) -> dict[str, Any]:
@@ -254,6 +309,11 @@ class Spaces:
             rules.check_end(stage, user.id)
             space = await anyio.to_thread.run_sync(self.set_status, space_id, rules.ENDED)
             keys = self.joined.pop(space_id, {})
+            self.speaking.pop(space_id, None)
+            self._locks.pop(space_id, None)  # nothing changes an ended Space again; its lock is held here till the end
+            churn = self._churn.pop(space_id, None)
+            if churn is not None:
+                churn.cancel()
             for key in keys.values():
                 self.by_connection.pop(key, None)
             try:
@@ -265,6 +325,39 @@ class Spaces:
                 await self.kernel.realtime.send_to_connection(key, message)
             _, stage = await anyio.to_thread.run_sync(self.load, space_id)
         return await self.space_json(space, stage)
+
+    async def _go_live(self, space: Space) -> Space:
+        """A scheduled Space starts: stored as live, followers told, and recorded if the host asked beforehand."""
+        space = await anyio.to_thread.run_sync(self.set_status, space.id, LIVE)
+        if space.recording:
+            space = await self._record_from_start(space)
+        await self._announce(space)
+        return space
+
+    async def _record_from_start(self, space: Space) -> Space:
+        """Start the recording asked for at creation. Should the host no longer hold the feature, or the
+        recording fail to start, the Space goes on unrecorded rather than not at all."""
+        host = await anyio.to_thread.run_sync(self.kernel.user_by_id, space.host_id)
+        if host is not None and await anyio.to_thread.run_sync(lambda: self.kernel.entitlements.check(host, "spaces.record").allowed):
+            try:
+                await self._start_recording(space.id)
+                return space
+            except Exception:
+                logger.exception("the recording of Space %s could not start", space.id)
+        return await anyio.to_thread.run_sync(self._set_recording, space.id, False)
+
+    def _set_recording(self, space_id: int, on: bool) -> Space:
+        def work(conn: Db) -> Space:
+            conn.execute(update(spaces).where(spaces.c.id == space_id).values(recording=on))
+            found = self._get(conn, space_id)
+            assert found is not None
+            return found
+
+        return self.kernel.db.write(work)
+
+    async def _start_recording(self, space_id: int) -> None:
+        path = await anyio.to_thread.run_sync(self.recordings.new_path, space_id, utcnow())
+        await self.media.start_recording(space_id, path)
 
     async def _announce(self, space: Space) -> None:
         """Tell the host's followers that the Space started."""
@@ -280,10 +373,17 @@ class Spaces:
                 logger.exception("could not tell user %s that Space %s started", follower, space.id)
 
     async def space_json(self, space: Space, stage: Stage) -> dict[str, Any]:
-        """The Space as the API and ``spaces.state`` show it."""
+        """The Space as the API and ``spaces.state`` show it (naming at most ``state_listeners`` listeners)."""
         present = stage.present()
-        ids = {space.host_id, *(member.user_id for member in present)}
-        people = {i: await anyio.to_thread.run_sync(self.kernel.user_by_id, i) for i in ids}
+        order = {role: index for index, role in enumerate(rules.ROLES)}
+        on_stage = sorted((m for m in present if m.role in ON_STAGE), key=lambda m: (order[m.role], m.user_id))
+        all_listeners = sorted((m for m in present if m.role == rules.LISTENER), key=lambda m: (not m.hand_raised, m.user_id))
+        # A bounded list keeps the state small in a large Space; listener_count has them all, and
+        # GET /api/spaces/{id}/listeners pages through the rest.
+        listeners = all_listeners[: self.settings.state_listeners]
+        ids = {space.host_id, *(m.user_id for m in on_stage), *(m.user_id for m in listeners)}
+        ids |= {m.user_id for m in all_listeners if m.hand_raised}
+        people = await anyio.to_thread.run_sync(lambda: {i: self.kernel.user_by_id(i) for i in ids})
         await self.kernel.prepare_users([person for person in people.values() if person is not None])
 
         def person(member: Member) -> dict[str, Any] | None:
@@ -297,10 +397,8 @@ class Spaces:
                 "hand_raised": member.hand_raised,
             }
 
-        order = {role: index for index, role in enumerate(rules.ROLES)}
-        on_stage = sorted((m for m in present if m.role in ON_STAGE), key=lambda m: (order[m.role], m.user_id))
-        listeners = sorted((m for m in present if m.role == rules.LISTENER), key=lambda m: m.user_id)
         host = people.get(space.host_id)
+        takes = await anyio.to_thread.run_sync(self.recordings.list, space.id)
         return {
             "id": space.id,
             "title": space.title,
@@ -311,10 +409,20 @@ class Spaces:
             "started_at": iso(space.started_at),
             "ended_at": iso(space.ended_at),
             "recording": space.recording,
-            "listener_count": len(listeners),
+            "recordings": [
+                {
+                    "name": take.name,
+                    "url": f"/api/spaces/{space.id}/recordings/{take.name}",
+                    "started_at": iso(take.started_at),
+                    "duration_seconds": take.duration_seconds,
+                    "size": take.size,
+                }
+                for take in takes
+            ],
+            "listener_count": len(all_listeners),
             "stage": [p for p in map(person, on_stage) if p is not None],
             "listeners": [p for p in map(person, listeners) if p is not None],
-            "hands": [people[m.user_id].username for m in listeners if m.hand_raised and people.get(m.user_id)],  # type: ignore[union-attr]
+            "hands": [people[m.user_id].username for m in all_listeners if m.hand_raised and people.get(m.user_id)],  # type: ignore[union-attr]
             "limits": {"cohosts": rules.MAX_COHOSTS, "speakers": rules.MAX_SPEAKERS},
         }
 
@@ -341,15 +449,8 @@ class Spaces:
             space, stage = await self._visible(user, space_id)
             member = rules.join(stage, user.id)
             previous = self.joined.get(space_id, {}).get(user.id)
-            if previous is not None:
-                # Joined from another tab before: that one drops out.
-                self.by_connection.pop(previous, None)
-                await self._media_leave(space_id, user.id)
-                if previous != connection.key:
-                    await self.kernel.realtime.send_to_connection(
-                        previous, {"type": "spaces.left", "space_id": space_id, "reason": "joined_elsewhere"}
-                    )
             try:
+                # A refused offer changes nothing: an earlier peer (this tab's or another's) stays as it was.
                 answer = await self.media.join(space_id, user.id, sdp, can_speak=member.role in ON_STAGE)
             except ValueError as exc:
                 raise ApiError(
@@ -359,17 +460,36 @@ class Spaces:
                 if member.role in ON_STAGE:
                     await self.media.set_muted(space_id, user.id, member.muted)
                 if space.status == SCHEDULED:
-                    space = await anyio.to_thread.run_sync(self.set_status, space_id, LIVE)
+                    space = await self._go_live(space)
                     stage.status = LIVE
-                    await self._announce(space)
                 await anyio.to_thread.run_sync(self.save, space_id, member)
             except BaseException:
+                # The new peer replaced any earlier one: without it the member is out of the Space.
                 await self._media_leave(space_id, user.id)
+                if previous is not None:
+                    self.joined.get(space_id, {}).pop(user.id, None)
+                    self.by_connection.pop(previous, None)
+                    await self._store_left(space_id, user.id)
                 raise
+            if previous is not None and previous != connection.key:
+                # Joined from another tab before: that one drops out.
+                self.by_connection.pop(previous, None)
+                await self.kernel.realtime.send_to_connection(
+                    previous, {"type": "spaces.left", "space_id": space_id, "reason": "joined_elsewhere"}
+                )
             self.joined.setdefault(space_id, {})[user.id] = connection.key
             self.by_connection[connection.key] = (space_id, user.id)
             stage.members[user.id] = member
-            await self._broadcast(space, stage)
+            if member.role == rules.LISTENER:
+                state = await self.space_json(space, stage)
+                await self.kernel.realtime.send_to_connection(connection.key, {"type": "spaces.state", "space": state})
+                self._listeners_changed(space_id)
+            else:
+                await self._broadcast(space, stage)
+            if self.speaking.get(space_id):
+                await self.kernel.realtime.send_to_connection(
+                    connection.key, {"type": "spaces.speaking", "space_id": space_id, "users": self.speaking[space_id]}
+                )
         return {"type": "spaces.joined", "space_id": space_id, "sdp": answer, "role": member.role}
 
     async def leave(self, connection: Connection, space_id: int | None) -> dict[str, Any]:
@@ -385,11 +505,23 @@ class Spaces:
             self.by_connection.pop(key, None)
             await self._media_leave(space_id, user_id)
             space, stage = await anyio.to_thread.run_sync(self.load, space_id)
+            member = stage.members.get(user_id)
+            if member is not None and member.present:
+                stage.members[user_id] = rules.leave(stage, user_id)
+                await anyio.to_thread.run_sync(self.save, space_id, stage.members[user_id])
+            if member is not None and member.role == rules.LISTENER and not member.hand_raised:
+                self._listeners_changed(space_id)
+            else:
+                await self._broadcast(space, stage)
+
+    async def _store_left(self, space_id: int, user_id: int) -> None:
+        """Record that the member left, as best one can while something else already failed."""
+        try:
+            _, stage = await anyio.to_thread.run_sync(self.load, space_id)
             if user_id in stage.members and stage.members[user_id].present:
-                member = rules.leave(stage, user_id)
-                await anyio.to_thread.run_sync(self.save, space_id, member)
-                stage.members[user_id] = member
-            await self._broadcast(space, stage)
+                await anyio.to_thread.run_sync(self.save, space_id, rules.leave(stage, user_id))
+        except Exception:
+            logger.exception("could not record that user %s left Space %s", user_id, space_id)
 
     async def disconnected(self, connection: Connection) -> None:
         """A socket that closes leaves its Space."""
@@ -449,20 +581,10 @@ class Spaces:
             rules.check_record(stage, connection.user.id)
             if space.recording != on:
                 if on:
-                    folder = self.kernel.settings.data_dir / self.settings.recordings_dir
-                    await anyio.to_thread.run_sync(lambda: folder.mkdir(parents=True, exist_ok=True))
-                    stamp = utcnow().strftime("%Y%m%dT%H%M%S")
-                    await self.media.start_recording(space_id, folder / f"space-{space_id}-{stamp}.ogg")
+                    await self._start_recording(space_id)
                 else:
                     await self.media.stop_recording(space_id)
-
-                def work(conn: Db) -> Space:
-                    conn.execute(update(spaces).where(spaces.c.id == space_id).values(recording=on))
-                    found = self._get(conn, space_id)
-                    assert found is not None
-                    return found
-
-                space = await anyio.to_thread.run_sync(self.kernel.db.write, work)
+                space = await anyio.to_thread.run_sync(self._set_recording, space_id, on)
                 await self._broadcast(space, stage)
         return {}
 
@@ -473,7 +595,33 @@ class Spaces:
             user = await anyio.to_thread.run_sync(self.kernel.user_by_id, user_id)
             if user is not None:
                 names.append(user.username)
+        if names:
+            self.speaking[space_id] = names
+        else:
+            self.speaking.pop(space_id, None)
         await self._send_all(space_id, {"type": "spaces.speaking", "space_id": space_id, "users": names})
+
+    def reconcile(self) -> None:
+        """Starting up, nobody is connected yet: members still marked present in live Spaces are marked
+        left, no Space is recording, and takes a crash left half-written (``.part``) are removed.
+
+        Only for a deployment of one process (the in-process bus): with several, the others' members are real.
+        """
+        if self.kernel.settings.bus.url is not None:
+            return
+        now = utcnow()
+
+        def work(conn: Db) -> None:
+            live = select(spaces.c.id).where(spaces.c.status == LIVE).scalar_subquery()
+            conn.execute(
+                update(members)
+                .where(members.c.space_id.in_(live), members.c.left_at.is_(None))
+                .values(left_at=now, hand_raised=False)
+            )
+            conn.execute(update(spaces).where(spaces.c.recording.is_(True), spaces.c.status != SCHEDULED).values(recording=False))
+
+        self.kernel.db.write(work)
+        self.recordings.remove_partial()
 
     async def close(self) -> None:
         """Shutting down: the media backend frees everything."""
@@ -481,6 +629,9 @@ class Spaces:
             await self.media.close()
         except Exception:
             logger.exception("the Spaces media backend failed to close")
+        for task in self._churn.values():
+            task.cancel()
+        self._churn.clear()
         self.joined.clear()
         self.by_connection.clear()
 
@@ -505,12 +656,33 @@ class Spaces:
             logger.exception("the media backend failed to disconnect user %s from Space %s", user_id, space_id)
 
     async def _send_all(self, space_id: int, message: dict[str, Any]) -> None:
-        for key in list(self.joined.get(space_id, {}).values()):
-            await self.kernel.realtime.send_to_connection(key, message)
+        await self.kernel.realtime.send_to_connections(list(self.joined.get(space_id, {}).values()), message)
 
     async def _broadcast(self, space: Space, stage: Stage) -> None:
+        churn = self._churn.pop(space.id, None)
+        if churn is not None and churn is not asyncio.current_task():
+            churn.cancel()  # this state carries the listeners' comings and goings too
         state = await self.space_json(space, stage)
         await self._send_all(space.id, {"type": "spaces.state", "space": state})
+
+    def _listeners_changed(self, space_id: int) -> None:
+        """Tell everyone the new state soon, once for however many listeners come and go meanwhile."""
+        if space_id not in self._churn:
+            self._churn[space_id] = asyncio.create_task(self._after_churn(space_id), name=f"spaces-churn-{space_id}")
+
+    async def _after_churn(self, space_id: int) -> None:
+        await asyncio.sleep(self.settings.listener_churn_seconds)
+        async with self.lock(space_id):
+            if self._churn.get(space_id) is not asyncio.current_task():
+                return
+            try:
+                space, stage = await anyio.to_thread.run_sync(self.load, space_id)
+                await self._broadcast(space, stage)
+            except Exception:
+                logger.exception("telling Space %s about its listeners failed", space_id)
+            finally:
+                if self._churn.get(space_id) is asyncio.current_task():
+                    del self._churn[space_id]
 
 
 def count_live(kernel: Kernel) -> int:

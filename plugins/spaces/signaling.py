@@ -127,9 +127,15 @@ def handlers(service: Spaces) -> dict[str, Handler]:
         return await service.react(connection, m.space_id, m.emoji)
 
     @realtime_feature_required("spaces.record")
+    async def start_recording(connection: Connection, message: dict[str, Any]) -> dict[str, Any]:
+        return await service.record(connection, parse(Record, message).space_id, True)
+
     async def record(connection: Connection, message: dict[str, Any]) -> dict[str, Any]:
         m = parse(Record, message)
-        return await service.record(connection, m.space_id, m.on)
+        if m.on:
+            return await start_recording(connection, message)
+        # Stopping needs no plan: a host whose premium lapsed can always stop recording.
+        return await service.record(connection, m.space_id, False)
 
     return {
         "spaces.join": join,

@@ -83,7 +83,8 @@ class Stage:
 
 
 def join(stage: Stage, user_id: int) -> Member:
-    """The member ``user_id`` becomes on joining: the host takes the host's seat; a returning speaker keeps theirs.
+    """The member ``user_id`` becomes on joining: the host takes the host's seat; a returning speaker keeps theirs;
+    someone joining again while still in keeps everything (role, microphone, raised hand).
 
     Refused: ``space_ended`` (410), ``removed`` (403), ``not_started`` (409) for anyone but the host of a
     scheduled Space.
@@ -93,6 +94,9 @@ def join(stage: Stage, user_id: int) -> Member:
     earlier = stage.members.get(user_id)
     if earlier is not None and earlier.removed:
         raise StageError(403, "removed", "You were removed from this Space and cannot join it again.")
+    if earlier is not None and earlier.present:
+        # Joining again while in: a new peer (to send once on stage) or another tab. The place is kept.
+        return earlier
     if user_id == stage.host_id:
         return Member(user_id, HOST, muted=earlier.muted if earlier else True)
     if stage.status == SCHEDULED:
