@@ -15,6 +15,7 @@ from kernel.hookspecs import hookimpl
 from kernel.http import JSONResponse, current_user, query_limit, read_json, require_user
 from kernel.identity import User, iso
 from kernel.models import utcnow
+from kernel.periodic import Periodic
 from kernel.realtime import Connection, realtime_feature_required
 from kernel.text import render_text
 from kernel.web import login_redirect, read_form, redirect, render, safe_next
@@ -31,6 +32,7 @@ __all__ = [
     "Manifest",
     "NavItem",
     "Page",
+    "Periodic",
     "Plan",
     "ProfileAction",
     "ProfileSection",

@@ -256,6 +256,23 @@ def text_entities(kernel: Kernel, text: str) -> Iterable[TextEntity]:
 
 
 @hookspec
+def post_widgets(request: Request, viewer: User | None, post: Mapping[str, Any]) -> Iterable[ProfileSection] | Awaitable[Iterable[ProfileSection]]:
+    """Contribute blocks shown under a post on the post's own page (a price card for a cashtag, a poll).
+
+    Called by the feed plugin for every render of a post's page, for the
+    post in focus, for running plugins only; may be a coroutine function,
+    so a plugin can read its tables off the event loop. All results are
+    collected and sorted by ``order``; each is rendered from the plugin's
+    template inside the post. A plugin that raises is logged and left out.
+
+    :param request: the page request.
+    :param viewer: who is looking, or None.
+    :param post: the post as the feed's API shows it (``id``, ``text``, ``author``, ``html``, ...).
+    :returns: :class:`kernel.ProfileSection` objects (``title`` labels the block).
+    """
+
+
+@hookspec
 def startup(kernel: Kernel) -> Awaitable[None] | None:
     """Start the plugin's background work (connections, tasks).
 

@@ -182,6 +182,22 @@ def test_hashtag_timelines_ignore_case(app: Starlette) -> None:
     assert ids(alice, "/api/feed/hashtags/PYTHON") == [tagged["id"]]
 
 
+def test_cashtag_timelines_hold_the_posts_mentioning_a_symbol_in_any_case(app: Starlette) -> None:
+    alice = sign_up(app, "alice")
+    tagged = write(alice, "Long $tsla, short $ETH")
+    write(alice, "costs $5, not a cashtag; neither is US$TSLA")
+    assert ids(alice, "/api/feed/cashtags/TSLA") == [tagged["id"]]
+    assert ids(alice, "/api/feed/cashtags/eth") == [tagged["id"]]
+    assert ids(alice, "/api/feed/cashtags/5") == []
+
+
+def test_a_deleted_post_leaves_the_cashtag_timeline(app: Starlette) -> None:
+    alice = sign_up(app, "alice")
+    tagged = write(alice, "$AAPL")
+    assert alice.delete(f"/api/feed/posts/{tagged['id']}").status_code in (200, 204)
+    assert ids(alice, "/api/feed/cashtags/AAPL") == []
+
+
 def test_a_user_timeline_leaves_replies_out_unless_asked(app: Starlette) -> None:
     alice = sign_up(app, "alice")
     post = write(alice, "post")

@@ -53,7 +53,10 @@ def test_every_hook_is_called_in_a_running_deployment(tmp_path: Path, capsys: py
         operator = make_operator(app, "oscar")
         operator.post("/api/admin/users/visitor/grants", json={"plan": "premium"})  # entitlements_changed
         operator.post("/api/admin/plugins/calls/disable")  # plugin_switched
-        assert visitor.post("/api/feed/posts", json={"text": "hello"}).status_code == 201  # text_entities
+        posted = visitor.post("/api/feed/posts", json={"text": "hello"})  # text_entities
+        assert posted.status_code == 201
+        page = visitor.get(f"/feed/posts/{posted.json()['id']}", headers={"accept": "text/html"})  # post_widgets
+        assert page.status_code == 200
     called = {call.split(":")[0] for call in recorder.calls(kernel)}
     # register_commands runs in the command line's own kernel, which says which hooks it saw.
     config = tmp_path / "everything.toml"

@@ -8,18 +8,21 @@ import sys
 from pathlib import Path
 
 import sqlalchemy
+from alembic import command
 from alembic.autogenerate import compare_metadata
 from alembic.migration import MigrationContext
 from sqlmodel import SQLModel
 
 import kernel.models  # noqa: F401 - registers the kernel's tables on SQLModel.metadata
+from kernel import create_app, migrate
 from kernel.app import Kernel
 from kernel.plugins import BUNDLED_PLUGINS
 from plugins.calls import models as calls_models
 from plugins.feed import models as feed_models
 from plugins.payments import models as payments_models
 from plugins.spaces import models as spaces_models
-from tests.conftest import make_settings
+from plugins.trading import models as trading_models
+from tests.conftest import make_settings, running, sign_up
 
 
 def test_migrations_build_exactly_the_models_schema(tmp_path: Path, database_url: str | None) -> None:
@@ -32,9 +35,10 @@ def test_migrations_build_exactly_the_models_schema(tmp_path: Path, database_url
         *calls_models.metadata.tables.values(),
         *payments_models.metadata.tables.values(),
         *spaces_models.metadata.tables.values(),
+        *trading_models.metadata.tables.values(),
     ]
     for table in [*SQLModel.metadata.tables.values(), *plugin_tables]:
-        if table.name.startswith(("kernel_", "feed_", "calls_", "payments_", "spaces_")):
+        if table.name.startswith(("kernel_", "feed_", "calls_", "payments_", "spaces_", "trading_")):
             table.to_metadata(kernel_tables)
     with kernel.db.engine.connect() as connection:
         context = MigrationContext.configure(connection, opts={"compare_type": True})
@@ -50,7 +54,7 @@ def test_upgrade_twice_changes_nothing(tmp_path: Path, database_url: str | None)
     with kernel.db.engine.connect() as connection:
         versions = connection.exec_driver_sql("SELECT version_num FROM alembic_version").scalars().all()
     kernel.db.dispose()
-    assert sorted(versions) == ["calls_0001", "feed_0003", "kernel_0002", "payments_0003", "spaces_0001"]
+    assert sorted(versions) == ["calls_0001", "feed_0004", "kernel_0002", "payments_0003", "spaces_0001", "trading_0002"]
 
 
 def test_a_plugin_branch_adds_its_tables(tmp_path: Path, database_url: str | None) -> None:
@@ -100,3 +104,25 @@ def test_a_failing_plugin_migration_disables_only_that_plugin(tmp_path: Path, da
     assert failures == [f"plugin bad_migration: {record.reason}"]
     assert "kernel_users" in sqlalchemy.inspect(kernel.db.engine).get_table_names()
     kernel.db.dispose()
+
+
+def test_the_cashtag_index_is_filled_from_the_posts_written_before_it(tmp_path: Path, database_url: str | None) -> None:
+    settings = make_settings(tmp_path / "data", database_url)
+    app = create_app(settings)
+    with running(app):
+        alice = sign_up(app, "alice")
+        old = alice.post("/api/feed/posts", json={"text": "old news on $TSLA and $tsla"}).json()["id"]
+        alice.post("/api/feed/posts", json={"text": "no cashtag, only $5"})
+    kernel = Kernel(settings)
+    config = migrate.alembic_config(kernel.db, kernel.migration_folders())
+    with kernel.db.engine.connect() as connection:
+        connection.info["write"] = True
+        config.attributes["connection"] = connection
+        command.downgrade(config, "feed_0003")  # as a deployment was before the index
+        connection.commit()
+    kernel.upgrade_database()
+    kernel.db.dispose()
+    app = create_app(settings)
+    with running(app):
+        reader = sign_up(app, "reader")
+        assert [post["id"] for post in reader.get("/api/feed/cashtags/TSLA").json()["results"]] == [old]

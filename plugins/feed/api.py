@@ -126,6 +126,15 @@ async def by_hashtag(request: Request) -> Response:
     return _page(answer)
 
 
+async def by_cashtag(request: Request) -> Response:
+    kernel = get_kernel(request)
+    symbol = request.path_params["symbol"]
+    answer = await anyio.to_thread.run_sync(
+        feed_of(kernel).by_cashtag, current_user(request), symbol, request.query_params.get("cursor"), query_limit(request)
+    )
+    return _page(answer)
+
+
 routes = [
     Route("/api/feed/posts", create_post, methods=["POST"]),
     Route("/api/feed/posts/{post_id:int}", post, methods=["GET", "DELETE"]),
@@ -138,4 +147,5 @@ routes = [
     Route("/api/feed/explore", explore, methods=["GET"]),
     Route("/api/feed/users/{username}", by_user, methods=["GET"]),
     Route("/api/feed/hashtags/{tag}", by_hashtag, methods=["GET"]),
+    Route("/api/feed/cashtags/{symbol}", by_cashtag, methods=["GET"]),
 ]

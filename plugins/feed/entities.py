@@ -13,6 +13,9 @@ from kernel import Kernel, TextEntity
 MENTION = re.compile(r"(?<![\w@])@([A-Za-z0-9_]{4,15})(?![A-Za-z0-9_])")
 # A hashtag starts with a letter after '#', and may hold letters, digits and underscores of any script.
 HASHTAG = re.compile(r"(?<![\w#&])#([^\W\d_][\w]{0,99})", re.UNICODE)
+# A cashtag is $ and 1 to 6 letters ending a word, not after a word character or another $: $TSLA, $btc.
+# The feed indexes every one (a trading plugin decides which are known symbols and draws them).
+CASHTAG = re.compile(r"(?<![\w$])\$([A-Za-z]{1,6})\b")
 # http(s) links only: a bare "javascript:" or "data:" never becomes a link.
 URL = re.compile(r"\bhttps?://[^\s<>\"']+", re.IGNORECASE)
 TRAILING_PUNCTUATION = ".,;:!?)]}'\""

@@ -58,6 +58,14 @@ hashtags = Table(
     Column("post_id", Integer, ForeignKey("feed_posts.id", ondelete="CASCADE"), primary_key=True),
 )
 
+cashtags = Table(
+    "feed_cashtags",
+    metadata,
+    # Upper case, without the '$'.
+    Column("symbol", String(16), primary_key=True),
+    Column("post_id", Integer, ForeignKey("feed_posts.id", ondelete="CASCADE"), primary_key=True),
+)
+
 mentions = Table(
     "feed_mentions",
     metadata,

@@ -116,6 +116,15 @@ async def explore(request: Request) -> Response:
     return await _timeline(request, "/feed/explore", lambda cursor: feed.explore(viewer, cursor, PAGE_SIZE), context)
 
 
+async def cashtag(request: Request) -> Response:
+    """``GET /feed/cashtags/{symbol}``: the posts mentioning ``$symbol``."""
+    viewer = current_user(request)
+    feed = feed_of(get_kernel(request))
+    symbol = request.path_params["symbol"].lstrip("$").upper()[:16]
+    context = {"title": f"${symbol}", "kind": "cashtag", "tag": symbol}
+    return await _timeline(request, request.url.path, lambda cursor: feed.by_cashtag(viewer, symbol, cursor, PAGE_SIZE), context)
+
+
 async def hashtag(request: Request) -> Response:
     """``GET /feed/hashtags/{tag}``: the posts carrying ``#tag``."""
     viewer = current_user(request)
@@ -152,8 +161,22 @@ async def _post_page(request: Request, post_id: int, composer: dict[str, Any] | 
     items = {"posts": thread["replies"], "next_url": _next_url(here, thread["next_cursor"]), "here": here}
     if _fragment(request):
         return render(request, "feed/items.html", items)
-    context = {"thread": thread, "composer": composer or _composer(), "paged": cursor is not None, **items}
+    context = {
+        "thread": thread,
+        "composer": composer or _composer(),
+        "paged": cursor is not None,
+        "widgets": await _widgets(request, viewer, thread["post"]),
+        **items,
+    }
     return render(request, "feed/post.html", context, status_code=status_code)
+
+
+async def _widgets(request: Request, viewer: User | None, post: dict[str, Any]) -> list[ProfileSection]:
+    """What plugins show under the post in focus (the ``post_widgets`` hook); a repost shows its original's."""
+    original = post.get("repost_of")
+    shown = original if original and not original.get("unavailable") else post
+    found = await get_kernel(request).plugins.collect_async("post_widgets", request=request, viewer=viewer, post=shown)
+    return sorted((w for w in found if isinstance(w, ProfileSection)), key=lambda w: (w.order, w.title))
 
 
 # Forms ----------------------------------------------------------------------------------------
@@ -272,6 +295,7 @@ routes = [
     Route("/feed/", home, methods=["GET"]),
     Route("/feed/explore", explore, methods=["GET"]),
     Route("/feed/hashtags/{tag}", hashtag, methods=["GET"]),
+    Route("/feed/cashtags/{symbol}", cashtag, methods=["GET"]),
     Route("/feed/users/{username}", by_user, methods=["GET"]),
     Route("/feed/posts", create, methods=["POST"]),
     Route("/feed/posts/{post_id:int}", post_page, methods=["GET"]),

@@ -15,9 +15,9 @@ from sqlalchemy import ARRAY, Connection, Integer, and_, any_, bindparam, delete
 from sqlalchemy.exc import IntegrityError
 
 from kernel import ApiError, Kernel, Page, User, decode_cursor, encode_cursor, iso, render_text, utcnow
-from plugins.feed.entities import HASHTAG, mention_names
+from plugins.feed.entities import CASHTAG, HASHTAG, mention_names
 from plugins.feed.media import MAX_ID, MediaLibrary
-from plugins.feed.models import hashtags, likes, mentions, posts
+from plugins.feed.models import cashtags, hashtags, likes, mentions, posts
 from plugins.feed.settings import FeedSettings
 from plugins.feed.storage import LocalStorage
 
@@ -70,6 +70,7 @@ class Feed:
         self.check_text(author, text)
         blocked = self.kernel.blocked_ids(author)
         tags = sorted({match.group(1).lower() for match in HASHTAG.finditer(text)})
+        symbols = sorted({match.group(1).upper() for match in CASHTAG.finditer(text)})
         named = [user for name in mention_names(text) if (user := self.kernel.user(name)) is not None]
         mentioned = [user for user in named if user.id != author.id and user.id not in blocked]
 
@@ -96,6 +97,8 @@ class Feed:
                 conn.execute(update(posts).where(posts.c.id == parent.id).values(replies_count=posts.c.replies_count + 1))
             if tags:
                 conn.execute(insert(hashtags), [{"tag": tag[:100], "post_id": post_id} for tag in tags])
+            if symbols:
+                conn.execute(insert(cashtags), [{"symbol": symbol, "post_id": post_id} for symbol in symbols])
             if mentioned:
                 conn.execute(insert(mentions), [{"post_id": post_id, "user_id": user.id} for user in mentioned])
             self.media.attach(conn, author, post_id, media_ids or [])
@@ -129,6 +132,7 @@ class Feed:
         def work(conn: Connection) -> None:
             conn.execute(update(posts).where(posts.c.id == post_id).values(deleted=True, text=""))
             conn.execute(delete(hashtags).where(hashtags.c.post_id == post_id))
+            conn.execute(delete(cashtags).where(cashtags.c.post_id == post_id))
             conn.execute(delete(mentions).where(mentions.c.post_id == post_id))
             if row.reply_to_id is not None:
                 conn.execute(update(posts).where(posts.c.id == row.reply_to_id).values(replies_count=posts.c.replies_count - 1))
@@ -262,6 +266,11 @@ class Feed:
     def by_hashtag(self, viewer: User | None, tag: str, cursor: str | None, limit: int) -> Page:
         """The posts carrying ``#tag``, newest first."""
         tagged = select(hashtags.c.post_id).where(hashtags.c.tag == tag.lower().lstrip("#")[:100])
+        return self._page(viewer, posts.c.id.in_(tagged), cursor, limit)
+
+    def by_cashtag(self, viewer: User | None, symbol: str, cursor: str | None, limit: int) -> Page:
+        """The posts mentioning ``$symbol``, newest first."""
+        tagged = select(cashtags.c.post_id).where(cashtags.c.symbol == symbol.upper().lstrip("$")[:16])
         return self._page(viewer, posts.c.id.in_(tagged), cursor, limit)
 
     def _page(self, viewer: User | None, condition: Any, cursor: str | None, limit: int) -> Page:

@@ -15,11 +15,10 @@ from typing import TYPE_CHECKING, Any
 
 import anyio.to_thread
 
-from kernel import ApiError, User
+from kernel import ApiError, Periodic, User
 from plugins.payments.billing import LIVE_STATUSES, BillingEvent, BillingProvider, CheckoutRequest, SubscriptionState
 from plugins.payments.checkouts import SUBSCRIPTION, TOPUP, Checkouts, checkout_json
 from plugins.payments.money import money
-from plugins.payments.periodic import Periodic
 from plugins.payments.sandbox_billing import SandboxBilling
 from plugins.payments.settings import PaymentsSettings
 from plugins.payments.stripe_billing import StripeBilling

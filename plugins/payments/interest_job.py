@@ -12,8 +12,7 @@ import logging
 
 import anyio.to_thread
 
-from kernel import utcnow
-from plugins.payments.periodic import Periodic
+from kernel import Periodic, utcnow
 from plugins.payments.savings import Savings
 
 logger = logging.getLogger(__name__)

@@ -1,11 +1,25 @@
-"""Trading: cashtags, quotes, watchlists and paper trading.
+"""Trading: cashtags, quotes, watchlists and paper trading, over a market data provider.
 
-For now the plugin declares only its manifest; its features arrive with its own issue.
+The embedded provider is a deterministic simulated market
+(:mod:`plugins.trading.simulated`); every answer says so. Free users see
+quotes delayed by 15 minutes; real-time quotes are the premium feature
+``trading.realtime``. docs/trading.md has the API and the choices.
 """
 
-from kernel import Manifest, hookimpl
+from __future__ import annotations
 
-__version__ = "0.1.0"
+from pathlib import Path
+
+import anyio.to_thread
+from starlette.requests import Request
+
+from kernel import Connection, Feature, Kernel, Manifest, NavItem, ProfileSection, TextEntity, User, get_kernel, hookimpl
+from plugins.trading import api, cashtags, pages, realtime_handlers
+from plugins.trading.service import Trading
+from plugins.trading.settings import TradingSettings
+
+__version__ = "0.2.0"
+HERE = Path(__file__).parent
 
 
 @hookimpl
@@ -15,4 +29,70 @@ def manifest() -> Manifest:
         title="Trading",
         version=__version__,
         description="Cashtags, quotes, watchlists and paper trading.",
+        settings_model=TradingSettings,
+        migrations=HERE / "migrations",
+        templates=HERE / "templates",
+        static=HERE / "static",
     )
+
+
+@hookimpl
+def register_features() -> list[Feature]:
+    return [
+        Feature(
+            "trading.realtime",
+            "Real-time quotes",
+            "Prices as they move, instead of 15 minutes late.",
+            plan="premium",
+            upsell="Real-time quotes are a premium feature. Subscribe to gain access.",
+        ),
+    ]
+
+
+@hookimpl
+def register_routes(kernel: Kernel) -> list:
+    kernel.plugin_state["trading"] = Trading(kernel, kernel.plugin_settings("trading"))
+    return [*api.routes, *pages.routes]
+
+
+@hookimpl
+def register_realtime(kernel: Kernel) -> dict:
+    trading: Trading = kernel.plugin_state["trading"]
+    return realtime_handlers.handlers(trading.ticker, trading.settings.max_subscriptions)
+
+
+@hookimpl
+async def startup(kernel: Kernel) -> None:
+    kernel.plugin_state["trading"].matcher.job.start()
+
+
+@hookimpl
+async def shutdown(kernel: Kernel) -> None:
+    await kernel.plugin_state["trading"].matcher.job.stop()
+    await kernel.plugin_state["trading"].ticker.stop()
+
+
+@hookimpl
+def realtime_disconnected(connection: Connection) -> None:
+    connection.kernel.plugin_state["trading"].ticker.forget(connection)
+
+
+
+@hookimpl
+def text_entities(kernel: Kernel, text: str) -> list[TextEntity]:
+    return cashtags.text_entities(kernel, text)
+
+
+@hookimpl
+async def post_widgets(request: Request, viewer: User | None, post: dict) -> list[ProfileSection]:
+    return await anyio.to_thread.run_sync(cashtags.cards, get_kernel(request), viewer, str(post.get("text", "")))
+
+
+@hookimpl
+def nav_items(user: User | None) -> list[NavItem]:
+    return pages.nav_items(user)
+
+
+@hookimpl
+def page_assets(request: Request, user: User | None) -> list[str]:
+    return pages.page_assets(request, user)

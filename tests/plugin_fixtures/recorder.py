@@ -178,6 +178,12 @@ async def profile_sections(request: Request, viewer: User | None, profile: User)
 
 
 @hookimpl
+async def post_widgets(request: Request, viewer: User | None, post: dict) -> list[ProfileSection]:
+    calls(get_kernel(request)).append("post_widgets")
+    return [ProfileSection("Recorded", "recorder/section.html", {"owner": post["author"]["username"]}, order=50)]
+
+
+@hookimpl
 async def startup(kernel: Kernel) -> None:
     calls(kernel).append("startup")
 

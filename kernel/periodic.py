@@ -1,4 +1,4 @@
-"""A job the plugin runs now and then in each process while the app serves: the billing look, savings interest."""
+"""A job a plugin runs now and then in each process while the app serves (billing looks, interest, order matching)."""
 
 from __future__ import annotations
 
@@ -8,7 +8,7 @@ import logging
 from collections.abc import Awaitable, Callable
 from typing import Any
 
-logger = logging.getLogger("everything.payments")
+logger = logging.getLogger("everything.periodic")
 
 
 class Periodic:
@@ -16,7 +16,7 @@ class Periodic:
 
     A failing run is logged and the next one comes as planned: a database
     hiccup must not end the job for good. Every job given here is safe to
-    run in several processes at once.
+    run in several processes at once (a job that is not says so).
     """
 
     def __init__(self, name: str, seconds: float, job: Callable[[], Awaitable[Any]]) -> None:
