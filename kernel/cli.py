@@ -141,6 +141,18 @@ def cmd_plugins_switch(args: argparse.Namespace) -> int:
     return 0
 
 
+def cmd_plugins_check(args: argparse.Namespace) -> int:
+    from kernel import plugin_check
+
+    try:
+        report = plugin_check.check(args.target)
+    except Exception as exc:  # a plugin that cannot even be imported is a breach, said plainly
+        print(f"plugin {args.target}:\n  FAIL  cannot be loaded: {exc}\n1 breach(es)")
+        return 1
+    print(report.text())
+    return 1 if report.breaches else 0
+
+
 def cmd_grant(args: argparse.Namespace) -> int:
     kernel = _operator_kernel(args)
     user = _user(kernel, args.user)
@@ -249,6 +261,9 @@ def build_parser() -> argparse.ArgumentParser:
         switch = plugin_actions.add_parser(action, parents=[common], help=f"{action} a plugin at run time, for every process")
         switch.add_argument("name")
         switch.set_defaults(handler=cmd_plugins_switch)
+    conformance = plugin_actions.add_parser("check", help="check that a plugin keeps the contract; exit 1 on any breach")
+    conformance.add_argument("target", metavar="NAME|PATH", help="an installed plugin's name, or the path of its module or package")
+    conformance.set_defaults(handler=cmd_plugins_check)
 
     grant = commands.add_parser("grant", parents=[common], help="grant a plan to a user")
     grant.add_argument("user")

@@ -30,8 +30,8 @@ from kernel import create_app
 from kernel.plugins import BUNDLED_PLUGINS
 from kernel.settings import Settings, normalise_database_url
 
-# The browser tests' Chromium fixture lives with the rest of their kit.
-pytest_plugins = ["tests.browser_kit"]
+# The browser tests' Chromium fixture lives with the rest of their kit; the feature teams' kit is tested through its fixture.
+pytest_plugins = ["tests.browser_kit", "sandbox.testing"]
 
 PASSWORD = "correct horse battery"
 POSTGRES_URL = os.environ.get("EVERYTHING_TEST_DATABASE_URL")

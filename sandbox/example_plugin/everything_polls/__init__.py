@@ -1,0 +1,59 @@
+"""Polls inside posts: an example third-party plugin for Everything, installed as its own package.
+
+It shows each part of the plugin contract a feature team meets: a manifest
+with a migration branch and templates, a premium feature (creating polls),
+JSON routes and a page in its own namespace, and a post widget (the
+``post_widgets`` hook) that shows a post's polls on the post's page.
+"""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import anyio.to_thread
+from starlette.requests import Request
+
+from everything_polls import api
+from everything_polls.service import Polls
+from kernel import Feature, Kernel, Manifest, ProfileSection, User, get_kernel, hookimpl
+
+__version__ = "1.0.0"
+HERE = Path(__file__).parent
+
+
+@hookimpl
+def manifest() -> Manifest:
+    return Manifest(
+        name="polls",
+        title="Polls",
+        version=__version__,
+        description="Polls inside posts: a question, 2 to 4 answers, one vote each.",
+        requires=("feed",),
+        migrations=HERE / "migrations",
+        templates=HERE / "templates",
+    )
+
+
+@hookimpl
+def register_features() -> list[Feature]:
+    return [
+        Feature(
+            "polls.create",
+            "Create polls",
+            "Add a poll to your posts.",
+            plan="premium",
+            upsell="Creating polls is a premium feature. Subscribe to gain access.",
+        )
+    ]
+
+
+@hookimpl
+def register_routes(kernel: Kernel) -> list:
+    kernel.plugin_state["polls"] = Polls(kernel)
+    return list(api.routes)
+
+
+@hookimpl
+async def post_widgets(request: Request, viewer: User | None, post: dict) -> list[ProfileSection]:
+    found = await anyio.to_thread.run_sync(get_kernel(request).plugin_state["polls"].on_post, viewer, int(post["id"]))
+    return [ProfileSection(poll["question"], "polls/widget.html", {"poll": poll}, order=100) for poll in found]

@@ -1,0 +1,83 @@
+"""sandbox/example_plugin, a third-party plugin in its own package: installed, discovered, enabled, disabled, checked, and its own tests run with the kit."""
+
+from __future__ import annotations
+
+import json
+import os
+import shutil
+import subprocess
+import sys
+from collections.abc import Iterator
+from pathlib import Path
+
+import pytest
+
+REPO = Path(__file__).resolve().parent.parent
+PLUGIN = REPO / "sandbox" / "example_plugin"
+
+
+@pytest.fixture(scope="module")
+def site(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Path]:
+    """The plugin installed (as pip installs any package, entry point and all) into a folder of its own."""
+    target = tmp_path_factory.mktemp("site")
+    # Built from a copy: the build writes beside the sources, and test workers may build at once.
+    source = tmp_path_factory.mktemp("source") / "example_plugin"
+    shutil.copytree(PLUGIN, source, ignore=shutil.ignore_patterns("build", "*.egg-info", "__pycache__"))
+    subprocess.run(
+        [sys.executable, "-m", "pip", "install", "--quiet", "--no-deps", "--no-build-isolation", "--target", str(target), str(source)],
+        check=True,
+        capture_output=True,
+        timeout=300,
+    )
+    yield target
+
+
+def everything(site: Path, *args: str, env: dict[str, str] | None = None, cwd: Path = REPO) -> subprocess.CompletedProcess[str]:
+    environment = {key: value for key, value in os.environ.items() if not key.startswith("EVERYTHING_")}
+    environment["PYTHONPATH"] = os.pathsep.join([str(site), str(REPO)])
+    return subprocess.run(
+        [sys.executable, "-m", "kernel.cli", *args], cwd=cwd, env={**environment, **(env or {})}, capture_output=True, text=True, timeout=120
+    )
+
+
+def states(site: Path, tmp_path: Path, env: dict[str, str] | None = None) -> dict[str, dict]:
+    result = everything(site, "plugins", "--json", "--data-dir", str(tmp_path / "data"), env=env)
+    assert result.returncode == 0, result.stderr
+    return {record["name"]: record for record in json.loads(result.stdout)}
+
+
+def test_an_installed_plugin_is_discovered_by_its_entry_point_and_waits_to_be_enabled(site: Path, tmp_path: Path) -> None:
+    record = states(site, tmp_path)["polls"]
+    assert record["state"] == "disabled" and record["version"] == "1.0.0"
+
+
+def test_an_operator_enables_it_in_the_settings(site: Path, tmp_path: Path) -> None:
+    enabled = "calls,feed,payments,spaces,trading,polls"
+    assert states(site, tmp_path, env={"EVERYTHING_PLUGINS__ENABLED": enabled})["polls"]["state"] == "enabled"
+
+
+def test_an_operator_switches_it_off_at_run_time(site: Path, tmp_path: Path) -> None:
+    env = {"EVERYTHING_PLUGINS__ENABLED": "calls,feed,payments,spaces,trading,polls"}
+    assert everything(site, "db", "upgrade", "--data-dir", str(tmp_path / "data"), env=env).returncode == 0
+    switched = everything(site, "plugins", "disable", "polls", "--data-dir", str(tmp_path / "data"), env=env)
+    assert switched.returncode == 0, switched.stderr
+    assert states(site, tmp_path, env=env)["polls"]["state"] == "off"
+
+
+def test_it_keeps_the_contract(site: Path) -> None:
+    result = everything(site, "plugins", "check", "polls")
+    assert result.returncode == 0, result.stdout + result.stderr
+    assert "the plugin keeps the contract" in result.stdout
+
+
+def test_its_own_tests_pass_with_the_kit(site: Path) -> None:
+    result = subprocess.run(
+        [sys.executable, "-m", "pytest", "-q", "-p", "no:cacheprovider", "-n0", str(PLUGIN / "tests")],
+        cwd=PLUGIN,
+        env={**{k: v for k, v in os.environ.items() if not k.startswith("EVERYTHING_")}, "PYTHONPATH": os.pathsep.join([str(site), str(REPO)])},
+        capture_output=True,
+        text=True,
+        timeout=300,
+    )
+    assert result.returncode == 0, result.stdout[-3000:] + result.stderr[-2000:]
+    assert "5 passed" in result.stdout
