@@ -17,6 +17,7 @@ from kernel.identity import User, iso
 from kernel.models import utcnow
 from kernel.periodic import Periodic
 from kernel.realtime import Connection, realtime_feature_required
+from kernel.sandbox_world import Person, SandboxWorld
 from kernel.text import render_text
 from kernel.web import login_redirect, read_form, redirect, render, safe_next
 
@@ -33,9 +34,11 @@ __all__ = [
     "NavItem",
     "Page",
     "Periodic",
+    "Person",
     "Plan",
     "ProfileAction",
     "ProfileSection",
+    "SandboxWorld",
     "TextEntity",
     "User",
     "create_app",

@@ -153,6 +153,12 @@ def cmd_plugins_check(args: argparse.Namespace) -> int:
     return 1 if report.breaches else 0
 
 
+def cmd_sandbox(args: argparse.Namespace) -> int:
+    from sandbox import deployment
+
+    return deployment.run(args.host, args.port, config=args.config, keep=args.keep, password=args.password, seed=args.seed)
+
+
 def cmd_grant(args: argparse.Namespace) -> int:
     kernel = _operator_kernel(args)
     user = _user(kernel, args.user)
@@ -244,6 +250,17 @@ def build_parser() -> argparse.ArgumentParser:
     serve.add_argument("--host")
     serve.add_argument("--port", type=port_number)
     serve.set_defaults(handler=cmd_serve)
+
+    sandbox = commands.add_parser(
+        "sandbox", help="run a throwaway deployment with a seeded demo world and bots; print the logins"
+    )
+    sandbox.add_argument("--host", default="127.0.0.1", help="address to listen on (default: 127.0.0.1)")
+    sandbox.add_argument("--port", type=port_number, default=8000, help="port (default: 8000; 0 picks a free one)")
+    sandbox.add_argument("--config", help="a settings file for plugin sections; the database and bus stay throwaway")
+    sandbox.add_argument("--keep", action="store_true", help="keep the data folder when the sandbox stops")
+    sandbox.add_argument("--password", help="every login's password (default: a new random one)")
+    sandbox.add_argument("--seed", type=int, default=1, help="the demo world's random seed (default: 1)")
+    sandbox.set_defaults(handler=cmd_sandbox)
 
     config = commands.add_parser("config", help="settings").add_subparsers(dest="action", required=True)
     check = config.add_parser("check", parents=[common], help="validate and print the effective settings, secrets redacted")

@@ -35,6 +35,7 @@ if TYPE_CHECKING:
     from kernel.entitlements import Grant
     from kernel.identity import User
     from kernel.realtime import Connection
+    from kernel.sandbox_world import SandboxWorld
 
 PROJECT_NAME = "everything"
 
@@ -360,4 +361,24 @@ def user_created(kernel: Kernel, user: User) -> Awaitable[None] | None:
 
     :param kernel: the running :class:`kernel.Kernel`.
     :param user: the new user.
+    """
+
+
+@hookspec
+def seed_sandbox(kernel: Kernel, world: SandboxWorld) -> Awaitable[None] | None:
+    """Add this plugin's part to the demo world of ``everything sandbox``.
+
+    Called once per running plugin, only by ``everything sandbox``, in
+    plugin order (a plugin's ``requires`` have seeded before it), after the
+    server is listening at ``world.url`` and the kernel has seeded the cast:
+    every person of ``world.people`` signed up with ``world.password``, their
+    plans granted, the operator made, follows and contacts among them. May
+    be a coroutine function. Seed through your own services, as a request
+    would, so that what is seeded obeys your rules. Start bots with
+    ``world.background(name, work)``; they run until the sandbox stops.
+    Say what you seeded with ``world.note(line)``. An exception is printed
+    with the plugin's name and the sandbox comes up without that part.
+
+    :param kernel: the running :class:`kernel.Kernel`.
+    :param world: the :class:`kernel.SandboxWorld`: its cast, URL, clock and seeded random generator.
     """

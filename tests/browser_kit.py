@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import time
 from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
@@ -66,3 +67,33 @@ def signed_up(base_url: str, username: str, display_name: str) -> httpx.Client:
     assert response.status_code == 201, response.text
     client.headers["X-CSRF-Token"] = response.headers["X-CSRF-Token"]
     return client
+
+
+CALL_ARGS = [
+    "--use-fake-ui-for-media-stream",  # grant camera and microphone without asking
+    "--use-fake-device-for-media-stream",  # a test pattern and a beep instead of real devices
+    "--allow-loopback-in-peer-connection",
+    "--autoplay-policy=no-user-gesture-required",
+]
+
+# What the calls page's peer connection has received so far, by kind.
+CALL_INBOUND = """async () => {
+  const pc = window.everythingCalls && window.everythingCalls.peer;
+  if (!pc) return {};
+  const received = {};
+  (await pc.getStats()).forEach((report) => {
+    if (report.type === "inbound-rtp") received[report.kind] = (received[report.kind] || 0) + (report.packetsReceived || 0);
+  });
+  return received;
+}"""
+
+
+def received_media(page: Any, timeout: float = 20) -> dict[str, int]:
+    """Wait until the page's call has received audio and video packets; what it received."""
+    deadline = time.monotonic() + timeout
+    while True:
+        received = page.evaluate(CALL_INBOUND)
+        if received.get("audio", 0) > 0 and received.get("video", 0) > 0:
+            return received
+        assert time.monotonic() < deadline, f"{page.url}: no inbound audio and video within {timeout} s: {received}"
+        page.wait_for_timeout(250)

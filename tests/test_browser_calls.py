@@ -8,7 +8,6 @@ from __future__ import annotations
 
 import re
 import secrets
-import time
 from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
@@ -16,29 +15,18 @@ from typing import Any
 import pytest
 
 from kernel import create_app
-from tests.browser_kit import BROWSER_MARKS, VIEWPORTS, assert_no_horizontal_scroll, launched_chromium
+from tests.browser_kit import (
+    BROWSER_MARKS,
+    CALL_ARGS,
+    CALL_INBOUND,
+    VIEWPORTS,
+    assert_no_horizontal_scroll,
+    launched_chromium,
+    received_media,
+)
 from tests.conftest import PASSWORD, LiveServer, make_settings
 
 pytestmark = BROWSER_MARKS
-
-CALL_ARGS = [
-    "--use-fake-ui-for-media-stream",  # grant camera and microphone without asking
-    "--use-fake-device-for-media-stream",  # a test pattern and a beep instead of real devices
-    "--allow-loopback-in-peer-connection",
-    "--autoplay-policy=no-user-gesture-required",
-]
-
-# What the page's peer connection has received so far, by kind.
-INBOUND = """async () => {
-  const pc = window.everythingCalls && window.everythingCalls.peer;
-  if (!pc) return {};
-  const received = {};
-  (await pc.getStats()).forEach((report) => {
-    if (report.type === "inbound-rtp") received[report.kind] = (received[report.kind] || 0) + (report.packetsReceived || 0);
-  });
-  return received;
-}"""
-
 
 @pytest.fixture(scope="module")
 def call_browser() -> Iterator[Any]:
@@ -74,17 +62,6 @@ def person(browser: Any, server: LiveServer, username: str, display_name: str, d
 def make_premium(server: LiveServer, username: str) -> None:
     kernel = server.server.config.app.state.kernel
     kernel.entitlements.grant(kernel.user(username), "premium")
-
-
-def received_media(page: Any, timeout: float = 20) -> dict[str, int]:
-    """Wait until the page's call has received audio and video packets; what it received."""
-    deadline = time.monotonic() + timeout
-    while True:
-        received = page.evaluate(INBOUND)
-        if received.get("audio", 0) > 0 and received.get("video", 0) > 0:
-            return received
-        assert time.monotonic() < deadline, f"{page.url}: no inbound audio and video within {timeout} s: {received}"
-        page.wait_for_timeout(250)
 
 
 def fits(page: Any, device: str) -> None:
@@ -229,8 +206,8 @@ def test_turning_the_camera_on_in_an_audio_call_sends_video(call_browser: Any, c
         bob.get_by_role("alertdialog").get_by_role("button", name="Accept with audio").click()
         for page in (ada, bob):
             page.wait_for_selector("[data-calls-view][data-call-state=connected]")
-            page.wait_for_function(f"({INBOUND}).call().then(r => r.audio > 0)")
-        assert bob.evaluate(INBOUND).get("video", 0) == 0
+            page.wait_for_function(f"({CALL_INBOUND}).call().then(r => r.audio > 0)")
+        assert bob.evaluate(CALL_INBOUND).get("video", 0) == 0
         assert not bob.locator("[data-calls-view]").evaluate("view => view.classList.contains('has-video')")
 
         # Ada turns her camera on: the call is renegotiated and Bob sees her.
@@ -259,8 +236,8 @@ def test_turning_the_camera_on_in_an_audio_call_sends_video(call_browser: Any, c
         )
         assert bob.evaluate("window.everythingCalls.peer.signalingState") == "stable"
         # Ada still hears him, from the new microphone.
-        heard = ada.evaluate(INBOUND)["audio"]
-        ada.wait_for_function(f"({INBOUND}).call().then(r => r.audio > {heard})")
+        heard = ada.evaluate(CALL_INBOUND)["audio"]
+        ada.wait_for_function(f"({CALL_INBOUND}).call().then(r => r.audio > {heard})")
     finally:
         caller_context.close()
         callee_context.close()

@@ -12,6 +12,8 @@ from pathlib import Path
 
 import pytest
 
+from tests.sandbox_process import start_sandbox, stop
+
 REPO = Path(__file__).resolve().parent.parent
 PLUGIN = REPO / "sandbox" / "example_plugin"
 
@@ -81,3 +83,17 @@ def test_its_own_tests_pass_with_the_kit(site: Path) -> None:
     )
     assert result.returncode == 0, result.stdout[-3000:] + result.stderr[-2000:]
     assert "5 passed" in result.stdout
+
+
+def test_it_adds_its_part_to_the_sandbox_world(site: Path, tmp_path: Path) -> None:
+    sandbox = start_sandbox(tmp_path, settings='[plugins]\nenabled = ["calls", "feed", "payments", "spaces", "trading", "polls"]\n',
+                            paths=[site])
+    try:
+        [note] = [line for line in sandbox.output if line.strip().startswith("polls: ")]
+        poll_id = note.rsplit("/polls/", 1)[1]
+        with sandbox.client("sam_rivera") as sam:
+            poll = sam.get(f"/api/polls/polls/{poll_id}").json()
+            assert poll["question"] == "What's for lunch?"
+            assert sum(option["votes"] for option in poll["options"]) == 8
+    finally:
+        assert stop(sandbox) == 0

@@ -3,14 +3,17 @@
 from __future__ import annotations
 
 import inspect
+import io
+import random
 import time
 from pathlib import Path
 
 import pytest
 
-from kernel import create_app, hookspecs
+from kernel import SandboxWorld, create_app, hookspecs, utcnow
 from kernel.cli import run_plugin_command
 from kernel.plugins import BUNDLED_PLUGINS
+from sandbox.deployment import seed_plugins
 from tests.conftest import make_operator, make_settings, running, sign_up
 from tests.plugin_fixtures import recorder
 
@@ -57,6 +60,11 @@ def test_every_hook_is_called_in_a_running_deployment(tmp_path: Path, capsys: py
         assert posted.status_code == 201
         page = visitor.get(f"/feed/posts/{posted.json()['id']}", headers={"accept": "text/html"})  # post_widgets
         assert page.status_code == 200
+        # seed_sandbox: the sandbox's seeding asks every running plugin (here with an empty cast).
+        world = SandboxWorld(kernel=kernel, url="http://testserver", password="unused", people=(), users={}, now=utcnow(),
+                             random=random.Random(1))
+        app.state.test_portal.call(seed_plugins, kernel, world, io.StringIO())
+        assert "recorder: seeded after 0 people" in world.notes
     called = {call.split(":")[0] for call in recorder.calls(kernel)}
     # register_commands runs in the command line's own kernel, which says which hooks it saw.
     config = tmp_path / "everything.toml"

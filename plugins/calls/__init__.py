@@ -12,8 +12,8 @@ from pathlib import Path
 
 from starlette.requests import Request
 
-from kernel import Connection, Feature, Kernel, Manifest, NavItem, ProfileAction, ProfileSection, User, hookimpl
-from plugins.calls import api, pages, signaling
+from kernel import Connection, Feature, Kernel, Manifest, NavItem, ProfileAction, ProfileSection, SandboxWorld, User, hookimpl
+from plugins.calls import api, pages, seed, signaling
 from plugins.calls.service import Calls
 from plugins.calls.settings import CallsSettings
 
@@ -94,3 +94,9 @@ def page_assets(request: Request, user: User | None) -> list[str]:
 @hookimpl
 async def settings_sections(request: Request, user: User) -> list[ProfileSection]:
     return await pages.settings_sections(request, user)
+
+
+@hookimpl
+async def seed_sandbox(kernel: Kernel, world: SandboxWorld) -> None:
+    """The sandbox's past calls among the cast, and the bots that answer calls with a tone and a test picture."""
+    await seed.seed(kernel, world)

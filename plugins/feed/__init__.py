@@ -10,8 +10,8 @@ from pathlib import Path
 
 from starlette.requests import Request
 
-from kernel import Feature, Kernel, Manifest, NavItem, ProfileSection, TextEntity, User, hookimpl
-from plugins.feed import api, entities, pages
+from kernel import Feature, Kernel, Manifest, NavItem, ProfileSection, SandboxWorld, TextEntity, User, hookimpl
+from plugins.feed import api, entities, pages, seed
 from plugins.feed.posts import Feed
 from plugins.feed.settings import FeedSettings
 
@@ -72,3 +72,9 @@ def nav_items(user: User | None) -> list[NavItem]:
 @hookimpl
 async def profile_sections(request: Request, viewer: User | None, profile: User) -> list[ProfileSection]:
     return await pages.profile_section(request, viewer, profile)
+
+
+@hookimpl
+async def seed_sandbox(kernel: Kernel, world: SandboxWorld) -> None:
+    """A few days of the cast's posts, replies, likes and reposts (plugins/feed/seed.py)."""
+    await seed.seed(kernel, world)

@@ -14,8 +14,8 @@ from pathlib import Path
 
 from starlette.requests import Request
 
-from kernel import Command, Kernel, Manifest, NavItem, ProfileAction, User, get_kernel, hookimpl
-from plugins.payments import api, billing_api, billing_pages, interest_cli, pages
+from kernel import Command, Kernel, Manifest, NavItem, ProfileAction, SandboxWorld, User, get_kernel, hookimpl
+from plugins.payments import api, billing_api, billing_pages, interest_cli, pages, seed
 from plugins.payments.service import Payments
 from plugins.payments.settings import PaymentsSettings
 
@@ -84,3 +84,9 @@ def audit(kernel: Kernel, args: argparse.Namespace) -> int:
 def register_commands() -> list[Command]:
     help = "check that every transaction sums to zero, balances equal their entries, no user is below zero"
     return [Command("audit", help, audit), Command("accrue-interest", interest_cli.HELP, interest_cli.run, interest_cli.arguments)]
+
+
+@hookimpl
+async def seed_sandbox(kernel: Kernel, world: SandboxWorld) -> None:
+    """The sandbox's demo wallets: top-ups with the test card, transfers and requests among the cast."""
+    await seed.seed(kernel, world)

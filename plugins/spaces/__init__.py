@@ -12,8 +12,8 @@ from pathlib import Path
 import anyio.to_thread
 from starlette.requests import Request
 
-from kernel import Connection, Feature, Kernel, Manifest, NavItem, User, hookimpl
-from plugins.spaces import api, pages, signaling
+from kernel import Connection, Feature, Kernel, Manifest, NavItem, SandboxWorld, User, hookimpl
+from plugins.spaces import api, pages, seed, signaling
 from plugins.spaces.service import Spaces
 from plugins.spaces.settings import SpacesSettings
 
@@ -83,3 +83,8 @@ def nav_items(user: User | None) -> list[NavItem]:
 @hookimpl
 def page_assets(request: Request, user: User | None) -> list[str]:
     return pages.page_assets(request, user)
+
+
+@hookimpl
+async def seed_sandbox(kernel: Kernel, world: SandboxWorld) -> None:
+    await seed.seed(kernel, world)

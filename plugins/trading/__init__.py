@@ -13,8 +13,20 @@ from pathlib import Path
 import anyio.to_thread
 from starlette.requests import Request
 
-from kernel import Connection, Feature, Kernel, Manifest, NavItem, ProfileSection, TextEntity, User, get_kernel, hookimpl
-from plugins.trading import api, cashtags, pages, realtime_handlers
+from kernel import (
+    Connection,
+    Feature,
+    Kernel,
+    Manifest,
+    NavItem,
+    ProfileSection,
+    SandboxWorld,
+    TextEntity,
+    User,
+    get_kernel,
+    hookimpl,
+)
+from plugins.trading import api, cashtags, pages, realtime_handlers, seed
 from plugins.trading.service import Trading
 from plugins.trading.settings import TradingSettings
 
@@ -96,3 +108,9 @@ def nav_items(user: User | None) -> list[NavItem]:
 @hookimpl
 def page_assets(request: Request, user: User | None) -> list[str]:
     return pages.page_assets(request, user)
+
+
+@hookimpl
+async def seed_sandbox(kernel: Kernel, world: SandboxWorld) -> None:
+    """Watchlists and paper positions for most of the cast (plugins/trading/seed.py)."""
+    await seed.seed(kernel, world)

@@ -21,6 +21,7 @@ from kernel import (
     NavItem,
     ProfileAction,
     ProfileSection,
+    SandboxWorld,
     TextEntity,
     User,
     feature_required,
@@ -256,3 +257,9 @@ def say(kernel: Kernel, args: object) -> int:
 def register_commands(kernel: Kernel) -> list[Command]:
     calls(kernel).append("register_commands")
     return [Command("say", "print the words, and the hooks called so far", say, lambda parser: parser.add_argument("words"))]
+
+
+@hookimpl
+async def seed_sandbox(kernel: Kernel, world: SandboxWorld) -> None:
+    calls(kernel).append(f"seed_sandbox:{len(world.users)}")
+    world.note(f"recorder: seeded after {len(world.users)} people")

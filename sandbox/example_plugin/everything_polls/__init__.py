@@ -3,7 +3,8 @@
 It shows each part of the plugin contract a feature team meets: a manifest
 with a migration branch and templates, a premium feature (creating polls),
 JSON routes and a page in its own namespace, and a post widget (the
-``post_widgets`` hook) that shows a post's polls on the post's page.
+``post_widgets`` hook) that shows a post's polls on the post's page, and
+its part of ``everything sandbox``'s demo world (the ``seed_sandbox`` hook).
 """
 
 from __future__ import annotations
@@ -13,9 +14,9 @@ from pathlib import Path
 import anyio.to_thread
 from starlette.requests import Request
 
-from everything_polls import api
+from everything_polls import api, seed
 from everything_polls.service import Polls
-from kernel import Feature, Kernel, Manifest, ProfileSection, User, get_kernel, hookimpl
+from kernel import Feature, Kernel, Manifest, ProfileSection, SandboxWorld, User, get_kernel, hookimpl
 
 __version__ = "1.0.0"
 HERE = Path(__file__).parent
@@ -57,3 +58,8 @@ def register_routes(kernel: Kernel) -> list:
 async def post_widgets(request: Request, viewer: User | None, post: dict) -> list[ProfileSection]:
     found = await anyio.to_thread.run_sync(get_kernel(request).plugin_state["polls"].on_post, viewer, int(post["id"]))
     return [ProfileSection(poll["question"], "polls/widget.html", {"poll": poll}, order=100) for poll in found]
+
+
+@hookimpl
+async def seed_sandbox(kernel: Kernel, world: SandboxWorld) -> None:
+    await seed.seed(kernel, world)

@@ -1,0 +1,108 @@
+"""What a plugin is given to seed its part of the sandbox's demo world (the ``seed_sandbox`` hook).
+
+``everything sandbox`` signs the cast up, grants their plans, makes the
+operator and the follows and contacts; then every running plugin adds its
+part through :func:`kernel.hookspecs.seed_sandbox`, reading the cast from a
+:class:`SandboxWorld`.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import logging
+import random
+from collections.abc import Awaitable, Callable, Sequence
+from dataclasses import dataclass, field
+from datetime import datetime
+from typing import TYPE_CHECKING, Any
+
+if TYPE_CHECKING:
+    from kernel.app import Kernel
+    from kernel.identity import User
+
+log = logging.getLogger("kernel.sandbox")
+
+
+@dataclass(frozen=True)
+class Person:
+    """One member of the demo cast, as the sandbox's logins table shows them."""
+
+    username: str
+    display_name: str
+    bio: str
+    plans: tuple[str, ...] = ()
+    operator: bool = False
+    # A bot is driven by the sandbox itself (it answers calls, speaks in a Space); nobody logs in as it.
+    bot: bool = False
+    # Tickers, topics and the like, so that what plugins seed for a person fits them.
+    interests: tuple[str, ...] = ()
+
+
+@dataclass
+class SandboxWorld:
+    """The seeded deployment as plugins see it while they seed: who is in it and how to reach it.
+
+    :param url: the server's base URL (``http://127.0.0.1:8000``); bots connect to it as clients do.
+    :param password: every person's password.
+    :param people: the cast, humans first.
+    :param users: each person's account, by username.
+    :param now: when seeding began; back-date history from it.
+    :param random: seeded, so that a given seed gives the same world every time.
+    """
+
+    kernel: Kernel
+    url: str
+    password: str
+    people: Sequence[Person]
+    users: dict[str, User]
+    now: datetime
+    random: random.Random
+    notes: list[str] = field(default_factory=list)
+    _tasks: set[asyncio.Task[Any]] = field(default_factory=set)
+
+    def user(self, username: str) -> User:
+        """The account of ``username``, one of the cast."""
+        return self.users[username]
+
+    @property
+    def humans(self) -> list[Person]:
+        """The people someone may log in as."""
+        return [person for person in self.people if not person.bot]
+
+    @property
+    def bots(self) -> list[Person]:
+        """The people the sandbox drives itself."""
+        return [person for person in self.people if person.bot]
+
+    def token(self, username: str, name: str = "sandbox bot") -> str:
+        """A fresh API token for ``username``, for a bot's client (no login, so no login rate limit)."""
+        return str(self.kernel.identity.create_token(self.users[username].id, name)["token"])
+
+    def note(self, line: str) -> None:
+        """Say what was seeded: printed under the logins (``@radio_bot is live in "Market open" at /spaces/1``)."""
+        self.notes.append(line)
+
+    def background(self, name: str, work: Callable[[], Awaitable[None]]) -> None:
+        """Run ``work()`` until the sandbox stops (a bot's client loop); it is cancelled then, so use ``async with``.
+
+        A bot that fails is logged with ``name`` and the rest of the sandbox goes on.
+        """
+
+        async def guarded() -> None:
+            try:
+                await work()
+            except asyncio.CancelledError:
+                raise
+            except Exception:
+                log.exception("sandbox: %s stopped", name)
+
+        task = asyncio.get_running_loop().create_task(guarded(), name=f"sandbox: {name}")
+        self._tasks.add(task)
+        task.add_done_callback(self._tasks.discard)
+
+    async def stop_background(self) -> None:
+        """Cancel every bot and wait until each has closed its clients."""
+        tasks = list(self._tasks)
+        for task in tasks:
+            task.cancel()
+        await asyncio.gather(*tasks, return_exceptions=True)

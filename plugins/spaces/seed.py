@@ -1,0 +1,72 @@
+"""The sandbox's Spaces: a live Space whose host is a bot speaking on stage, and one scheduled for tomorrow.
+
+The bot is a real client (:class:`plugins.spaces.client.SpaceClient`): it
+creates the Space through the API, joins with its microphone (a tone) and
+invites whoever raises a hand, so that one person alone can try the stage.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+from datetime import timedelta
+
+import httpx
+
+from kernel import Kernel, SandboxWorld, iso
+from plugins.spaces.client import SpaceClient, SpaceError
+
+HOST_BOT = "radio_bot"
+LIVE_TITLE = "Open mic: markets, coffee and whatever you bring"
+SCHEDULED_HOST = "hana_sato"
+SCHEDULED_TITLE = "Tech and markets, the weekly wrap"
+TONE_HZ = 330.0
+
+
+async def seed(kernel: Kernel, world: SandboxWorld) -> None:
+    """Start the host bot's live Space and wait until it is on stage; schedule Hana's Space."""
+    if HOST_BOT not in world.users:
+        return
+    addresses = kernel.plugin_settings("spaces").host_addresses or None
+    live: asyncio.Future[dict] = asyncio.get_running_loop().create_future()
+
+    async def host_a_space() -> None:
+        try:
+            async with SpaceClient(world.url, token=world.token(HOST_BOT), host_addresses=addresses) as bot:
+                space = await bot.create(LIVE_TITLE)
+                await bot.join(space["id"], speak=True, tone_hz=TONE_HZ)
+                await bot.request({"type": "spaces.mute", "muted": False})  # everyone comes on stage muted
+                live.set_result(space)
+                await invite_raised_hands(bot)
+        except Exception as exc:
+            if not live.done():  # the seeding is waiting: tell it why, at once
+                live.set_exception(exc)
+            raise
+
+    world.background(f"@{HOST_BOT} hosts a Space", host_a_space)
+    space = await asyncio.wait_for(live, timeout=30)
+    world.note(f'spaces: @{HOST_BOT} is live in "{LIVE_TITLE}" at {world.url}/spaces/{space["id"]} '
+               "(raise your hand: the bot invites you on stage)")
+
+    if SCHEDULED_HOST in world.users:
+        starts_at = iso(world.now + timedelta(days=1, hours=2))
+        async with httpx.AsyncClient(base_url=world.url, trust_env=False, timeout=30,
+                                     headers={"Authorization": f"Bearer {world.token(SCHEDULED_HOST)}"}) as client:
+            response = await client.post("/api/spaces", json={"title": SCHEDULED_TITLE, "starts_at": starts_at})
+            response.raise_for_status()
+        world.note(f'spaces: @{SCHEDULED_HOST} has scheduled "{SCHEDULED_TITLE}" for tomorrow')
+
+
+async def invite_raised_hands(bot: SpaceClient) -> None:
+    """Invite every listener who raises a hand; when the stage is full, lower the hand so that they know."""
+    while True:
+        await bot.wait_for(lambda client: bool(client.space and client.space.get("hands")), timeout=None)
+        asked = set(bot.space["hands"]) if bot.space else set()
+        for username in sorted(asked):
+            try:
+                await bot.request({"type": "spaces.invite", "user": username})
+            except SpaceError:
+                with contextlib.suppress(SpaceError):  # they may have left meanwhile
+                    await bot.request({"type": "spaces.lower_hand", "user": username})
+        # Until the state says those hands are down, they are still listed: don't ask twice.
+        await bot.wait_for(lambda client, asked=asked: not (client.space and asked & set(client.space.get("hands", []))), timeout=None)

@@ -1,0 +1,171 @@
+"""``everything sandbox``: a throwaway deployment in a temporary folder, with a seeded world and bots.
+
+The server is the real one (uvicorn, every bundled plugin, the embedded
+SQLite database and in-process bus) over a fresh folder. Once it listens,
+the kernel's part of the world is seeded here (the cast of
+:mod:`sandbox.cast`, their plans, the operator, follows and contacts), then
+every running plugin adds its own through the ``seed_sandbox`` hook. The
+logins are printed, bots run until Ctrl+C, and the folder is deleted.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import inspect
+import random
+import secrets
+import shutil
+import signal
+import sys
+import tempfile
+from pathlib import Path
+from types import FrameType
+from typing import IO, Any
+
+import uvicorn
+
+from kernel import admin, logs
+from kernel.api_auth import ProfileIn, sign_up, update_profile
+from kernel.app import Kernel, create_app
+from kernel.identity import User
+from kernel.models import utcnow
+from kernel.sandbox_world import SandboxWorld
+from kernel.settings import Settings, load_settings
+from sandbox import cast
+
+
+class SandboxServer(uvicorn.Server):
+    """uvicorn, except that Ctrl+C first stops the bots: they hang up and leave before the server goes."""
+
+    stop_requested = False
+
+    def handle_exit(self, sig: int, frame: FrameType | None) -> None:
+        if self.stop_requested:  # a second Ctrl+C: stop now
+            self.should_exit = self.force_exit = True
+        self.stop_requested = True
+
+
+def sandbox_settings(folder: Path, config: str | None, host: str, port: int) -> Settings:
+    """The deployment's settings: ``config`` when given, always over ``folder`` and the embedded defaults.
+
+    Without ``--config`` neither ./everything.toml nor the environment is read:
+    a sandbox must never reach a real database, bus or payment provider.
+    ``config`` may choose the plugins (a feature team adds its own), their
+    sections and the plans; every bundled plugin runs when it does not.
+    """
+    throwaway: dict[str, Any] = {
+        "data_dir": str(folder),
+        "database": {"url": None, "auto_migrate": True},
+        "bus": {"url": None},
+    }
+    if config:
+        settings = load_settings(config, overrides=throwaway)
+    else:
+        settings = Settings.model_validate(throwaway)
+    settings.server.host, settings.server.port = host, port
+    return settings
+
+
+async def seed_cast(kernel: Kernel, password: str, rng: random.Random) -> dict[str, User]:
+    """Sign the cast up as the sign-up page would, then grant plans, make the operator, follows and contacts."""
+    users: dict[str, User] = {}
+    for person in cast.CAST:
+        user = await sign_up(kernel, person.username, password, person.display_name)
+        user = await update_profile(kernel, user, ProfileIn(bio=person.bio))
+        for plan in person.plans:
+            await kernel.grant(user, plan)
+        if person.operator:
+            admin.set_admin(kernel, user, True, "sandbox")
+        users[person.username] = user
+    for follower, followee in cast.follows(rng):
+        kernel.address_book.follow(users[follower], users[followee])
+    for owner, other, nickname in cast.contacts(rng):
+        kernel.address_book.add_contact(users[owner], users[other], nickname)
+    return users
+
+
+async def seed_plugins(kernel: Kernel, world: SandboxWorld, errors: IO[str]) -> None:
+    """Let every running plugin seed its part, in plugin order; a plugin that fails is named and left out."""
+    for record in kernel.plugins.running():
+        try:
+            seeded = kernel.plugins.call_one(record, "seed_sandbox", kernel=kernel, world=world)
+            if inspect.isawaitable(seeded):
+                await seeded
+        except Exception as exc:
+            print(f"warning: plugin {record.name} could not seed its part of the sandbox: {exc!r}", file=errors)
+
+
+def logins_table(world: SandboxWorld) -> str:
+    """The people one may log in as, their plans and roles, then the bots and what each plugin seeded."""
+    lines = [f"{'LOGIN':<13} {'NAME':<16} {'PLAN':<8} ROLE"]
+    for person in world.humans:
+        plan = ",".join(person.plans) or "free"
+        role = ", ".join(part for part in ("operator" if person.operator else "", "verified" if world.kernel.is_verified(world.users[person.username]) else "") if part)
+        lines.append(f"@{person.username:<12} {person.display_name:<16} {plan:<8} {role}".rstrip())
+    lines.append("")
+    lines.append("Bots (the sandbox drives them; call them or join their Space):")
+    lines.extend(f"  @{person.username:<12} {person.bio}" for person in world.bots)
+    if world.notes:
+        lines.append("")
+        lines.append("Seeded:")
+        lines.extend(f"  {note}" for note in world.notes)
+    return "\n".join(lines)
+
+
+async def serve_sandbox(settings: Settings, password: str, seed: int, out: IO[str], errors: IO[str]) -> int:
+    """Serve, seed, print the logins, and run until Ctrl+C (or SIGTERM); then stop the bots and the server."""
+    app = create_app(settings)
+    kernel: Kernel = app.state.kernel
+    ws_max_size = max(16 * settings.realtime.max_message_bytes, 1 << 20)
+    server = SandboxServer(uvicorn.Config(app, host=settings.server.host, port=settings.server.port,
+                                          log_config=None, access_log=False, ws_max_size=ws_max_size))
+    serving = asyncio.create_task(server.serve())
+    while not server.started:
+        if serving.done():
+            return 1
+        await asyncio.sleep(0.05)
+    host, port = server.servers[0].sockets[0].getsockname()[:2]
+    url = f"http://{'127.0.0.1' if host in ('0.0.0.0', '::') else host}:{port}"
+    print(f"Everything sandbox is seeding at {url} ...", file=errors, flush=True)
+
+    rng = random.Random(seed)
+    world = SandboxWorld(kernel=kernel, url=url, password=password, people=cast.CAST, users={}, now=utcnow(), random=rng)
+    try:
+        world.users.update(await seed_cast(kernel, password, rng))
+        await seed_plugins(kernel, world, errors)
+        print(f"Everything sandbox: {url}", file=out)
+        print(f"Data: {settings.data_dir} (throwaway)", file=out)
+        print(f"Password of every login: {password}", file=out)
+        print("", file=out)
+        print(logins_table(world), file=out)
+        print("", file=out)
+        print("Ready. Press Ctrl+C to stop.", file=out, flush=True)
+        while not server.stop_requested and not serving.done():
+            await asyncio.sleep(0.1)
+    finally:
+        await world.stop_background()
+        server.should_exit = True
+        await serving
+    return 0
+
+
+def run(host: str, port: int, *, config: str | None = None, keep: bool = False, password: str | None = None, seed: int = 1) -> int:
+    """``everything sandbox``: make the folder, serve and seed until stopped, then delete the folder unless ``keep``."""
+    folder = Path(tempfile.mkdtemp(prefix="everything-sandbox-"))
+    try:
+        settings = sandbox_settings(folder, config, host, port)
+        # The logins are what a person wants to read; the server's info lines would bury them.
+        logs.configure(settings.log.level if config else "WARNING")
+        # SIGTERM stops the sandbox as Ctrl+C does, so that the folder is deleted either way.
+        signal.signal(signal.SIGTERM, signal.default_int_handler)
+        return asyncio.run(serve_sandbox(settings, password or secrets.token_urlsafe(9), seed, sys.stdout, sys.stderr))
+    except KeyboardInterrupt:
+        return 0
+    except SystemExit:  # uvicorn's way to give up at start-up, after logging why (a port already in use)
+        print("error: the sandbox's server could not start; the reason is above", file=sys.stderr)
+        return 1
+    finally:
+        if keep:
+            print(f"The sandbox's data is kept in {folder}", file=sys.stderr)
+        else:
+            shutil.rmtree(folder, ignore_errors=True)
