@@ -376,8 +376,10 @@ def seed_sandbox(kernel: Kernel, world: SandboxWorld) -> Awaitable[None] | None:
     be a coroutine function. Seed through your own services, as a request
     would, so that what is seeded obeys your rules. Start bots with
     ``world.background(name, work)``; they run until the sandbox stops.
-    Say what you seeded with ``world.note(line)``. An exception is printed
-    with the plugin's name and the sandbox comes up without that part.
+    Say what you seeded with ``world.note(line)``. Draw every choice from
+    ``world.random``, this plugin's own seeded generator. An exception is
+    printed with the plugin's name and logged; the sandbox comes up with
+    what the plugin seeded before it, and the next plugin seeds as usual.
 
     :param kernel: the running :class:`kernel.Kernel`.
     :param world: the :class:`kernel.SandboxWorld`: its cast, URL, clock and seeded random generator.

@@ -46,8 +46,10 @@ class SandboxWorld:
     :param password: every person's password.
     :param people: the cast, humans first.
     :param users: each person's account, by username.
-    :param now: when seeding began; back-date history from it.
-    :param random: seeded, so that a given seed gives the same world every time.
+    :param now: when seeding began, in UTC without tzinfo as the kernel stores times; back-date history from it.
+    :param random: this plugin's own generator, seeded from ``seed`` and the plugin's name, so that a
+        seed gives the same world every time whichever other plugins run.
+    :param seed: the sandbox's seed (``--seed``).
     """
 
     kernel: Kernel
@@ -57,6 +59,7 @@ class SandboxWorld:
     users: dict[str, User]
     now: datetime
     random: random.Random
+    seed: int = 1
     notes: list[str] = field(default_factory=list)
     _tasks: set[asyncio.Task[Any]] = field(default_factory=set)
 
@@ -75,7 +78,7 @@ class SandboxWorld:
         return [person for person in self.people if person.bot]
 
     def token(self, username: str, name: str = "sandbox bot") -> str:
-        """A fresh API token for ``username``, for a bot's client (no login, so no login rate limit)."""
+        """A fresh API token for ``username``: how a bot's client or a seed speaks to the API as someone, without a password."""
         return str(self.kernel.identity.create_token(self.users[username].id, name)["token"])
 
     def note(self, line: str) -> None:
@@ -100,9 +103,13 @@ class SandboxWorld:
         self._tasks.add(task)
         task.add_done_callback(self._tasks.discard)
 
-    async def stop_background(self) -> None:
-        """Cancel every bot and wait until each has closed its clients."""
+    async def stop_background(self, timeout: float = 10.0) -> None:
+        """Cancel every bot and wait until each has closed its clients, ``timeout`` seconds at most (a peer may hang closing)."""
         tasks = list(self._tasks)
         for task in tasks:
             task.cancel()
-        await asyncio.gather(*tasks, return_exceptions=True)
+        if not tasks:
+            return
+        _, pending = await asyncio.wait(tasks, timeout=timeout)
+        for task in pending:
+            log.warning("sandbox: %s did not stop within %g s; leaving it", task.get_name(), timeout)

@@ -11,7 +11,9 @@ logins are printed, bots run until Ctrl+C, and the folder is deleted.
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import inspect
+import logging
 import random
 import secrets
 import shutil
@@ -33,6 +35,8 @@ from kernel.sandbox_world import SandboxWorld
 from kernel.settings import Settings, load_settings
 from sandbox import cast
 
+log = logging.getLogger("sandbox")
+
 
 class SandboxServer(uvicorn.Server):
     """uvicorn, except that Ctrl+C first stops the bots: they hang up and leave before the server goes."""
@@ -48,8 +52,8 @@ class SandboxServer(uvicorn.Server):
 def sandbox_settings(folder: Path, config: str | None, host: str, port: int) -> Settings:
     """The deployment's settings: ``config`` when given, always over ``folder`` and the embedded defaults.
 
-    Without ``--config`` neither ./everything.toml nor the environment is read:
-    a sandbox must never reach a real database, bus or payment provider.
+    Neither ./everything.toml nor the ``EVERYTHING_*`` environment is read: a
+    sandbox must never reach a real database, bus or payment provider.
     ``config`` may choose the plugins (a feature team adds its own), their
     sections and the plans; every bundled plugin runs when it does not.
     """
@@ -59,7 +63,7 @@ def sandbox_settings(folder: Path, config: str | None, host: str, port: int) -> 
         "bus": {"url": None},
     }
     if config:
-        settings = load_settings(config, overrides=throwaway)
+        settings = load_settings(config, environ={}, overrides=throwaway)
     else:
         settings = Settings.model_validate(throwaway)
     settings.server.host, settings.server.port = host, port
@@ -85,14 +89,17 @@ async def seed_cast(kernel: Kernel, password: str, rng: random.Random) -> dict[s
 
 
 async def seed_plugins(kernel: Kernel, world: SandboxWorld, errors: IO[str]) -> None:
-    """Let every running plugin seed its part, in plugin order; a plugin that fails is named and left out."""
+    """Let every running plugin seed its part, in plugin order; a plugin that fails is named, and the next goes on."""
     for record in kernel.plugins.running():
+        # A generator per plugin: one plugin's draws never shift another's world.
+        world.random = random.Random(f"{world.seed}:{record.name}")
         try:
             seeded = kernel.plugins.call_one(record, "seed_sandbox", kernel=kernel, world=world)
             if inspect.isawaitable(seeded):
                 await seeded
         except Exception as exc:
-            print(f"warning: plugin {record.name} could not seed its part of the sandbox: {exc!r}", file=errors)
+            log.exception("sandbox: plugin %s failed while seeding", record.name)
+            print(f"warning: plugin {record.name} could not seed all of its part of the sandbox: {exc!r}", file=errors)
 
 
 def logins_table(world: SandboxWorld) -> str:
@@ -125,22 +132,38 @@ async def serve_sandbox(settings: Settings, password: str, seed: int, out: IO[st
             return 1
         await asyncio.sleep(0.05)
     host, port = server.servers[0].sockets[0].getsockname()[:2]
-    url = f"http://{'127.0.0.1' if host in ('0.0.0.0', '::') else host}:{port}"
+    host = {"0.0.0.0": "127.0.0.1", "::": "::1"}.get(host, host)  # on every address, the bots and the URL use loopback
+    url = f"http://[{host}]:{port}" if ":" in host else f"http://{host}:{port}"
     print(f"Everything sandbox is seeding at {url} ...", file=errors, flush=True)
 
-    rng = random.Random(seed)
-    world = SandboxWorld(kernel=kernel, url=url, password=password, people=cast.CAST, users={}, now=utcnow(), random=rng)
-    try:
-        world.users.update(await seed_cast(kernel, password, rng))
+    world = SandboxWorld(kernel=kernel, url=url, password=password, people=cast.CAST, users={}, now=utcnow(),
+                         random=random.Random(seed), seed=seed)
+
+    async def seed_world() -> None:
+        world.users.update(await seed_cast(kernel, password, world.random))
         await seed_plugins(kernel, world, errors)
-        print(f"Everything sandbox: {url}", file=out)
-        print(f"Data: {settings.data_dir} (throwaway)", file=out)
-        print(f"Password of every login: {password}", file=out)
-        print("", file=out)
-        print(logins_table(world), file=out)
-        print("", file=out)
-        print("Ready. Press Ctrl+C to stop.", file=out, flush=True)
-        while not server.stop_requested and not serving.done():
+
+    def stopping() -> bool:
+        return server.stop_requested or serving.done()
+
+    seeding = asyncio.create_task(seed_world())
+    try:
+        # Ctrl+C while seeding stops it there, rather than after a table of logins nobody will use.
+        while not seeding.done() and not stopping():
+            await asyncio.sleep(0.1)
+        if not seeding.done():
+            seeding.cancel()
+        with contextlib.suppress(asyncio.CancelledError):
+            await seeding
+        if not stopping():
+            print(f"Everything sandbox: {url}", file=out)
+            print(f"Data: {settings.data_dir} (throwaway)", file=out)
+            print(f"Password of every login: {password}", file=out)
+            print("", file=out)
+            print(logins_table(world), file=out)
+            print("", file=out)
+            print("Ready. Press Ctrl+C to stop.", file=out, flush=True)
+        while not stopping():
             await asyncio.sleep(0.1)
     finally:
         await world.stop_background()

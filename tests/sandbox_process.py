@@ -81,6 +81,7 @@ def start_sandbox(workdir: Path, *options: str, settings: str = "", paths: Seque
     threading.Thread(target=lambda: errors.extend(process.stderr or []), daemon=True).start()
     if not ready.wait(BOOT_SECONDS) or not any(line.startswith("Ready.") for line in output):
         process.kill()
+        process.wait(timeout=30)
         raise AssertionError("the sandbox did not become ready:\n" + "\n".join(output) + "".join(errors[-40:]))
     sandbox = Sandbox(process, output)
     for line in output:
@@ -98,3 +99,14 @@ def start_sandbox(workdir: Path, *options: str, settings: str = "", paths: Seque
 def stop(sandbox: Sandbox, how: signal.Signals = signal.SIGINT) -> int:
     sandbox.process.send_signal(how)
     return sandbox.process.wait(timeout=60)
+
+
+@contextmanager
+def started(workdir: Path, *options: str, settings: str = "", paths: Sequence[Path] = ()) -> Iterator[Sandbox]:
+    """A sandbox for the length of the block, stopped (and waited for) even when the block fails."""
+    sandbox = start_sandbox(workdir, *options, settings=settings, paths=paths)
+    try:
+        yield sandbox
+    finally:
+        if sandbox.process.poll() is None:
+            stop(sandbox)

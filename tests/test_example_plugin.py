@@ -12,7 +12,7 @@ from pathlib import Path
 
 import pytest
 
-from tests.sandbox_process import start_sandbox, stop
+from tests.sandbox_process import started
 
 REPO = Path(__file__).resolve().parent.parent
 PLUGIN = REPO / "sandbox" / "example_plugin"
@@ -85,15 +85,12 @@ def test_its_own_tests_pass_with_the_kit(site: Path) -> None:
     assert "5 passed" in result.stdout
 
 
+@pytest.mark.xdist_group("sandbox")  # sandboxes run one at a time
 def test_it_adds_its_part_to_the_sandbox_world(site: Path, tmp_path: Path) -> None:
-    sandbox = start_sandbox(tmp_path, settings='[plugins]\nenabled = ["calls", "feed", "payments", "spaces", "trading", "polls"]\n',
-                            paths=[site])
-    try:
+    with started(tmp_path, settings='[plugins]\nenabled = ["feed", "polls"]\n', paths=[site]) as sandbox:
         [note] = [line for line in sandbox.output if line.strip().startswith("polls: ")]
         poll_id = note.rsplit("/polls/", 1)[1]
         with sandbox.client("sam_rivera") as sam:
             poll = sam.get(f"/api/polls/polls/{poll_id}").json()
-            assert poll["question"] == "What's for lunch?"
-            assert sum(option["votes"] for option in poll["options"]) == 8
-    finally:
-        assert stop(sandbox) == 0
+        assert poll["question"] == "What's for lunch?"
+        assert sum(option["votes"] for option in poll["options"]) == 8

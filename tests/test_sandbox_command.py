@@ -21,19 +21,15 @@ from plugins.calls.client import CallClient
 from plugins.spaces.client import SpaceClient
 from tests.browser_kit import CALL_ARGS, CHROMIUM, launched_chromium, received_media
 from tests.conftest import free_port
-from tests.sandbox_process import Sandbox, sandbox_env, start_sandbox, stop
+from tests.sandbox_process import Sandbox, sandbox_env, started, stop
 
 pytestmark = pytest.mark.xdist_group("sandbox")  # one sandbox process for the module, on one worker
 
 
 @pytest.fixture(scope="module")
 def sandbox(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Sandbox]:
-    running = start_sandbox(tmp_path_factory.mktemp("sandbox"))
-    try:
+    with started(tmp_path_factory.mktemp("sandbox")) as running:
         yield running
-    finally:
-        if running.process.poll() is None:
-            stop(running)
 
 
 def test_the_sandbox_prints_about_twenty_logins_with_one_password(sandbox: Sandbox) -> None:
@@ -208,12 +204,13 @@ def test_one_person_alone_calls_a_bot_from_the_browser_and_gets_its_picture(sand
 
 
 def test_stopping_the_sandbox_deletes_its_folder_unless_kept(tmp_path: Path) -> None:
-    thrown = start_sandbox(tmp_path / "thrown")
-    kept = start_sandbox(tmp_path / "kept", "--keep", "--password", "a fixed password")
-    assert kept.password == "a fixed password"
-    assert thrown.folder.is_dir() and thrown.folder != kept.folder
-    assert stop(thrown, signal.SIGTERM) == 0
-    assert stop(kept) == 0
+    feed_only = '[plugins]\nenabled = ["feed"]\n'
+    with started(tmp_path / "thrown", settings=feed_only) as thrown, \
+            started(tmp_path / "kept", "--keep", "--password", "a fixed password", settings=feed_only) as kept:
+        assert kept.password == "a fixed password"
+        assert thrown.folder.is_dir() and thrown.folder != kept.folder
+        assert stop(thrown, signal.SIGTERM) == 0
+        assert stop(kept) == 0
     assert not thrown.folder.exists()
     assert (kept.folder / "everything.db").exists()
 

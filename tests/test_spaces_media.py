@@ -174,20 +174,20 @@ async def test_every_listener_hears_both_speakers(room: Room) -> None:
 async def test_a_speaker_hears_the_others_but_not_themself(room: Room) -> None:
     await room.alice.hear_a_fresh_second()
     await room.bobby.hear_a_fresh_second()
-    assert room.alice.heard.strength(BOBBY_TONE) == pytest.approx(1.0)
+    assert room.alice.heard.strength(BOBBY_TONE) > 0.5
     assert room.alice.heard.strength(ALICE_TONE) < 0.1
-    assert room.bobby.heard.strength(ALICE_TONE) == pytest.approx(1.0)
+    assert room.bobby.heard.strength(ALICE_TONE) > 0.5
     assert room.bobby.heard.strength(BOBBY_TONE) < 0.1
 
 
 async def test_a_muted_speaker_leaves_the_mix(room: Room) -> None:
     await room.media.set_muted(SPACE, ALICE, True)
     await room.carol.hear_once_settled(lambda heard: heard.strength(ALICE_TONE) < 0.1)
-    assert room.carol.heard.strength(BOBBY_TONE) == pytest.approx(1.0)
+    assert room.carol.heard.strength(BOBBY_TONE) > 0.5
     assert room.carol.heard.strength(ALICE_TONE) < 0.1
     # Muted, alice hears the whole mix (which is bobby alone).
     await room.alice.hear_a_fresh_second()
-    assert room.alice.heard.strength(BOBBY_TONE) == pytest.approx(1.0)
+    assert room.alice.heard.strength(BOBBY_TONE) > 0.5
 
     await room.media.set_muted(SPACE, ALICE, False)
     await room.carol.hear_once_settled(lambda heard: heard.strength(ALICE_TONE) > 0.5)
@@ -197,7 +197,7 @@ async def test_a_muted_speaker_leaves_the_mix(room: Room) -> None:
 async def test_a_speaker_sent_back_to_the_audience_leaves_the_mix(room: Room) -> None:
     await room.media.set_speaker(SPACE, BOBBY, False)
     await room.david.hear_once_settled(lambda heard: heard.strength(BOBBY_TONE) < 0.1)
-    assert room.david.heard.strength(ALICE_TONE) == pytest.approx(1.0)
+    assert room.david.heard.strength(ALICE_TONE) > 0.5
     assert room.david.heard.strength(BOBBY_TONE) < 0.1
 
 
@@ -277,7 +277,7 @@ async def test_leaving_drops_the_participant(room: Room) -> None:
     assert room.media.stats(SPACE)["participants"] == 3
     await room.carol.hear_once_settled(lambda heard: heard.strength(ALICE_TONE) < 0.1)
     assert room.carol.heard.strength(ALICE_TONE) < 0.1
-    assert room.carol.heard.strength(BOBBY_TONE) == pytest.approx(1.0)
+    assert room.carol.heard.strength(BOBBY_TONE) > 0.5
 
 
 @pytest.mark.parametrize("sdp", ["", "not sdp at all", "v=0\r\no=- 1 1 IN IP4 0.0.0.0\r\ns=-\r\nt=0 0\r\n"])
@@ -298,7 +298,7 @@ async def test_joining_again_replaces_the_old_peer(room: Room) -> None:
         assert room.media.stats(SPACE)["participants"] == 4
         await again.wait_frames(25)
         await again.hear_once_settled(lambda heard: heard.strength(ALICE_TONE) < 0.1)
-        assert again.heard.strength(BOBBY_TONE) == pytest.approx(1.0)
+        assert again.heard.strength(BOBBY_TONE) > 0.5
         assert again.heard.strength(ALICE_TONE) < 0.1
         async with asyncio.timeout(TIMEOUT):
             while old.pc.connectionState not in ("closed", "failed"):

@@ -20,7 +20,7 @@ import asyncio
 import random
 import uuid
 from dataclasses import dataclass
-from datetime import datetime, timedelta, timezone
+from datetime import datetime, timedelta
 from typing import TYPE_CHECKING, Any
 
 import anyio.to_thread
@@ -28,7 +28,7 @@ import anyio.to_thread
 from kernel import Kernel, SandboxWorld, User
 from plugins.calls.client import CallClient
 from plugins.calls.models import calls as calls_table
-from plugins.calls.records import ENDED, MISSED_REASONS
+from plugins.calls.records import ENDED
 
 if TYPE_CHECKING:
     from sqlalchemy.engine import Connection
@@ -62,11 +62,6 @@ class PastCall:
     end_reason: str
     ended_by: str | None
 
-    @property
-    def missed(self) -> bool:
-        # As the records module counts a missed call, so that a notification is left exactly for those.
-        return self.answered_at is None and self.end_reason in MISSED_REASONS
-
 
 async def seed(kernel: Kernel, world: SandboxWorld) -> None:
     """Open the bots to everyone and start them, then write the past calls; note both."""
@@ -81,9 +76,8 @@ async def seed(kernel: Kernel, world: SandboxWorld) -> None:
 
     past = await anyio.to_thread.run_sync(_plan_history, service, world, bots)
     await anyio.to_thread.run_sync(_write, service, world, past)
-    for call_id, call in past:
-        if call.missed:
-            await _note_missed(service, call_id)
+    for call_id, _call in past:
+        await _note_missed(service, call_id)
 
     named = " or ".join(f"@{name}" for name in bots) or "nobody"
     world.note(f"calls: call {named}: they answer with a tone and a test picture; {len(past)} past calls in the history")
@@ -134,7 +128,7 @@ def _plan_history(service: Calls, world: SandboxWorld, bots: list[str]) -> list[
         caller, callee = rng.choice(pairs)
         wanted.append((caller, callee, None))
 
-    now = _naive_utc(world.now)
+    now = world.now
     busy: dict[str, list[tuple[datetime, datetime]]] = {}
     past: list[PastCall] = []
     for caller, callee, outcome in wanted:
@@ -229,10 +223,6 @@ def _write(service: Calls, world: SandboxWorld, past: list[tuple[str, PastCall]]
 async def _note_missed(service: Calls, call_id: str) -> None:
     """The missed-call notification, made by the switchboard exactly as when a call ends unanswered."""
     call = await anyio.to_thread.run_sync(service.records.get, call_id)
-    if call is not None:
-        await service.switchboard._note_missed(call)
+    if call is not None and call.missed:  # as the records module counts a missed call
+        await service.switchboard.note_missed(call)
 
-
-def _naive_utc(moment: datetime) -> datetime:
-    """``moment`` as the database stores times: UTC without tzinfo."""
-    return moment.astimezone(timezone.utc).replace(tzinfo=None) if moment.tzinfo else moment

@@ -393,11 +393,12 @@ class Switchboard:
             await self.kernel.realtime.send_to_user(call.callee_id, message)
         if call.answered_at is None and call.end_reason in MISSED_REASONS:
             try:
-                await self._note_missed(call)
+                await self.note_missed(call)
             except Exception:  # the call has ended whatever becomes of the note
                 logger.exception("noting missed call %s failed", call.call_id)
 
-    async def _note_missed(self, call: Call) -> None:
+    async def note_missed(self, call: Call) -> None:
+        """Leave the callee the missed-call notification of ``call`` (live, and for the sandbox's past calls)."""
         caller = await _run(self.kernel.user_by_id, call.caller_id)
         if caller is not None:
             kind = "video call" if call.media == "video" else "call"

@@ -14,7 +14,7 @@ from __future__ import annotations
 
 import logging
 from dataclasses import dataclass
-from datetime import UTC, datetime, timedelta
+from datetime import datetime, timedelta
 
 import anyio.to_thread
 from sqlalchemy import Connection, update
@@ -309,11 +309,7 @@ def _line(key: str) -> Line:
 def _backdate(conn: Connection, times: dict[int, datetime], liked: dict[tuple[int, int], datetime]) -> None:
     """Give the seeded posts and likes their planned times (stored naive UTC, like every feed timestamp)."""
     for post_id, at in times.items():
-        conn.execute(update(posts).where(posts.c.id == post_id).values(created_at=_naive(at)))
+        conn.execute(update(posts).where(posts.c.id == post_id).values(created_at=at))
     for (post_id, user_id), at in liked.items():
-        conn.execute(update(likes).where(likes.c.post_id == post_id, likes.c.user_id == user_id).values(created_at=_naive(at)))
+        conn.execute(update(likes).where(likes.c.post_id == post_id, likes.c.user_id == user_id).values(created_at=at))
 
-
-def _naive(at: datetime) -> datetime:
-    """``at`` as the feed stores times: UTC without tzinfo (``world.now`` may carry one)."""
-    return at.astimezone(UTC).replace(tzinfo=None) if at.tzinfo is not None else at

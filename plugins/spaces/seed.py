@@ -21,6 +21,7 @@ LIVE_TITLE = "Open mic: markets, coffee and whatever you bring"
 SCHEDULED_HOST = "hana_sato"
 SCHEDULED_TITLE = "Tech and markets, the weekly wrap"
 TONE_HZ = 330.0
+LIVE_WITHIN_SECONDS = 60
 
 
 async def seed(kernel: Kernel, world: SandboxWorld) -> None:
@@ -36,7 +37,8 @@ async def seed(kernel: Kernel, world: SandboxWorld) -> None:
                 space = await bot.create(LIVE_TITLE)
                 await bot.join(space["id"], speak=True, tone_hz=TONE_HZ)
                 await bot.request({"type": "spaces.mute", "muted": False})  # everyone comes on stage muted
-                live.set_result(space)
+                if not live.done():  # the seeding may have given up waiting
+                    live.set_result(space)
                 await invite_raised_hands(bot)
         except Exception as exc:
             if not live.done():  # the seeding is waiting: tell it why, at once
@@ -44,17 +46,21 @@ async def seed(kernel: Kernel, world: SandboxWorld) -> None:
             raise
 
     world.background(f"@{HOST_BOT} hosts a Space", host_a_space)
-    space = await asyncio.wait_for(live, timeout=30)
+    try:
+        space = await asyncio.wait_for(live, timeout=LIVE_WITHIN_SECONDS)
+    except TimeoutError:
+        raise TimeoutError(f"@{HOST_BOT}'s Space was not live within {LIVE_WITHIN_SECONDS} s") from None
     world.note(f'spaces: @{HOST_BOT} is live in "{LIVE_TITLE}" at {world.url}/spaces/{space["id"]} '
                "(raise your hand: the bot invites you on stage)")
 
     if SCHEDULED_HOST in world.users:
-        starts_at = iso(world.now + timedelta(days=1, hours=2))
+        tomorrow = (world.now + timedelta(days=1)).replace(hour=18, minute=0, second=0, microsecond=0)
+        starts_at = iso(tomorrow)
         async with httpx.AsyncClient(base_url=world.url, trust_env=False, timeout=30,
                                      headers={"Authorization": f"Bearer {world.token(SCHEDULED_HOST)}"}) as client:
             response = await client.post("/api/spaces", json={"title": SCHEDULED_TITLE, "starts_at": starts_at})
             response.raise_for_status()
-        world.note(f'spaces: @{SCHEDULED_HOST} has scheduled "{SCHEDULED_TITLE}" for tomorrow')
+        world.note(f'spaces: @{SCHEDULED_HOST} has scheduled "{SCHEDULED_TITLE}" for tomorrow at 18:00 UTC')
 
 
 async def invite_raised_hands(bot: SpaceClient) -> None:
