@@ -7,6 +7,7 @@ it through the public API and meet its bots over real WebRTC.
 from __future__ import annotations
 
 import asyncio
+import shutil
 import signal
 import socket
 import subprocess
@@ -213,6 +214,7 @@ def test_stopping_the_sandbox_deletes_its_folder_unless_kept(tmp_path: Path) -> 
         assert stop(kept) == 0
     assert not thrown.folder.exists()
     assert (kept.folder / "everything.db").exists()
+    shutil.rmtree(kept.folder)  # kept for the test; nobody else will look at it
 
 
 def test_a_taken_port_is_refused_plainly(tmp_path: Path) -> None:

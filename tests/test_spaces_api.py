@@ -164,6 +164,7 @@ def test_starting_a_scheduled_space_notifies_the_hosts_followers(alice: UserClie
     notes = bob.get("/api/notifications").json()["results"]
     assert [note["kind"] for note in notes if note["kind"].startswith("spaces.")] == ["spaces.started"]
     assert "Launch" in notes[0]["text"]
+    assert notes[0]["url"] == f"/spaces/{space['id']}"  # the notification opens the Space
 
 
 def test_only_the_host_starts_a_space(alice: UserClient, bob: UserClient) -> None:

@@ -368,7 +368,9 @@ class Spaces:
         text = f"{host.display_name or host.username} (@{host.username}) started a Space: {space.title}"
         for follower in followers:
             try:
-                await self.kernel.notifications.notify(follower, "spaces.started", text, actor=host, data={"space_id": space.id})
+                await self.kernel.notifications.notify(
+                    follower, "spaces.started", text, url=f"/spaces/{space.id}", actor=host, data={"space_id": space.id}
+                )
             except Exception:
                 logger.exception("could not tell user %s that Space %s started", follower, space.id)
 
