@@ -189,6 +189,7 @@ def run(host: str, port: int, *, config: str | None = None, keep: bool = False, 
         return 1
     finally:
         if keep:
-            print(f"The sandbox's data is kept in {folder}", file=sys.stderr)
+            print(f"The sandbox has stopped; its data is kept in {folder}", file=sys.stderr)
         else:
             shutil.rmtree(folder, ignore_errors=True)
+            print("The sandbox has stopped and its data is deleted.", file=sys.stderr)
