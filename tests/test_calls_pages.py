@@ -127,6 +127,20 @@ def test_calling_back_from_the_history_needs_the_plan(app: Starlette) -> None:
     assert '<a class="button locked" href="/premium?feature=calls.video"' in page(bob, "/calls/")
 
 
+def test_a_free_user_is_told_before_dialling_that_calls_need_the_plan(app: Starlette) -> None:
+    alice = sign_up(app, "alice")
+    shown = page(alice, "/calls/")
+    assert 'action="/calls/call"' not in shown
+    assert 'href="/premium?feature=calls.audio">🔒 See plans</a>' in shown
+    assert 'href="/calls/call?to=echo&amp;media=video"' in shown  # the echo test stays free
+
+
+def test_a_premium_user_dials_anyone_from_the_history_page(app: Starlette) -> None:
+    alice = premium(app, sign_up(app, "alice"))
+    shown = page(alice, "/calls/")
+    assert 'action="/calls/call"' in shown and "🔒 See plans" not in shown
+
+
 def test_the_history_says_so_when_there_are_no_calls(app: Starlette) -> None:
     alice = sign_up(app, "alice")
     assert "No calls yet." in page(alice, "/calls/")
