@@ -109,10 +109,6 @@ def serve_main(argv: list[str]) -> None:
     """``python bench/calls.py serve --port P --data-dir D --idle-users N --users-file F``."""
     import serve as bench_serve  # bench/serve.py: how every benchmark runs uvicorn
 
-    from kernel import create_app, logs
-    from kernel.passwords import hash_password
-    from kernel.settings import Settings
-
     parser = argparse.ArgumentParser(prog="bench/calls.py serve")
     parser.add_argument("--port", type=int, required=True)
     parser.add_argument("--data-dir", type=Path, required=True)
@@ -120,34 +116,17 @@ def serve_main(argv: list[str]) -> None:
     parser.add_argument("--users-file", type=Path, required=True)
     args = parser.parse_args(argv)
     raise_file_limit()
-    settings = Settings.model_validate(
-        {
-            "data_dir": args.data_dir,
-            "database": {"url": None, "auto_migrate": True},
-            "log": {"requests": False},
-            "realtime": {"messages_per_second": 100_000, "burst": 100_000},
-            "plugins": {"calls": {"host_addresses": LOOPBACK}},
-        }
-    )
-    logs.configure(settings.log.level)
-    app = create_app(settings)
+    app = bench_serve.plugin_app(args.data_dir, "calls", {"host_addresses": LOOPBACK})
     kernel = app.state.kernel
-    record = kernel.plugins.records.get("calls")
-    if record is None or not record.running:
-        sys.exit(f"the calls plugin did not boot: {record.reason if record else 'not discovered'}")
-    kernel.upgrade_database()
-    password_hash = hash_password("bench password, never used to log in")
     accounts = []
     names = [CALLER, CALLEE] + [f"{IDLE_PREFIX}{number:05d}" for number in range(args.idle_users)]
     for name in names:
-        user = kernel.identity.create_user(name, password_hash, name)
-        token = kernel.identity.create_token(user.id, "bench")["token"]
+        user, token = bench_serve.account(kernel, name)
         accounts.append({"username": name, "token": token})
         if name == CALLER:
             kernel.entitlements.grant(user, "premium", source="operator", reference="bench", actor="bench")
     args.users_file.write_text(json.dumps(accounts))
-    bench_serve.run(app, args.port, ws_max_size=max(16 * settings.realtime.max_message_bytes, 1 << 20))
-
+    bench_serve.run(app, args.port)
 
 class CallsServer(Server):
     """This file's ``serve`` in a subprocess (see :class:`harness.Server`)."""

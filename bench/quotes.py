@@ -133,9 +133,6 @@ def serve_main(argv: list[str]) -> None:
     import serve as bench_serve  # bench/serve.py: how every benchmark runs uvicorn
     from starlette.routing import Route
 
-    from kernel import create_app, logs
-    from kernel.passwords import hash_password
-    from kernel.settings import Settings
 
     parser = argparse.ArgumentParser(prog="bench/quotes.py serve")
     parser.add_argument("--port", type=int, required=True)
@@ -146,36 +143,20 @@ def serve_main(argv: list[str]) -> None:
     parser.add_argument("--users-file", type=Path, required=True)
     args = parser.parse_args(argv)
     raise_file_limit()
-    settings = Settings.model_validate(
-        {
-            "data_dir": args.data_dir,
-            "database": {"url": None, "auto_migrate": True},
-            "log": {"requests": False},
-            "realtime": {"messages_per_second": 100_000, "burst": 100_000},
-            "plugins": {"trading": {"tick_seconds": args.tick_seconds}},
-        }
-    )
-    logs.configure(settings.log.level)
-    app = create_app(settings)
+    app = bench_serve.plugin_app(args.data_dir, "trading", {"tick_seconds": args.tick_seconds})
     kernel = app.state.kernel
-    record = kernel.plugins.records.get("trading")
-    if record is None or not record.running:
-        sys.exit(f"the trading plugin did not boot: {record.reason if record else 'not discovered'}")
-    kernel.upgrade_database()
-    password_hash = hash_password("bench password, never used to log in")
     accounts = []
     for number in range(args.subscribers):
-        name = f"{PREFIX}{number:05d}"
-        user = kernel.identity.create_user(name, password_hash, name)
+        user, token = bench_serve.account(kernel, f"{PREFIX}{number:05d}")
         premium = number < args.subscribers - args.free
         if premium:
             kernel.entitlements.grant(user, "premium", source="operator", reference="bench/quotes.py")
-        accounts.append({"token": kernel.identity.create_token(user.id, "bench")["token"], "premium": premium})
+        accounts.append({"token": token, "premium": premium})
     args.users_file.write_text(json.dumps(accounts))
     app.router.routes.insert(
         0, Route("/bench/quotes-stats", timed_ticker(kernel.plugin_state["trading"].ticker, kernel.realtime))
     )
-    bench_serve.run(app, args.port, ws_max_size=max(16 * settings.realtime.max_message_bytes, 1 << 20))
+    bench_serve.run(app, args.port)
 
 
 def timed_ticker(ticker: Any, hub: Any) -> Any:

@@ -107,7 +107,7 @@ def main() -> None:
         users = create_users(kernel, args.create_users)
         args.users_file.write_text(json.dumps(users))
 
-    serve.run(app, args.port, ws=args.ws, ws_max_size=max(16 * settings.realtime.max_message_bytes, 1 << 20))  # as `everything serve`
+    serve.run(app, args.port, ws=args.ws, ws_max_size=settings.realtime.max_frame_bytes)  # as `everything serve`
 
 
 if __name__ == "__main__":

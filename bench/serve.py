@@ -15,7 +15,10 @@ app with one hello-world JSON route.
 from __future__ import annotations
 
 import argparse
+import functools
+import sys
 from pathlib import Path
+from typing import Any
 
 import uvicorn
 from starlette.applications import Starlette
@@ -23,7 +26,8 @@ from starlette.requests import Request
 from starlette.responses import JSONResponse, Response
 from starlette.routing import Route
 
-from kernel import create_app, logs
+from kernel import Kernel, User, create_app, logs
+from kernel.passwords import hash_password
 from kernel.settings import Settings
 
 HOST = "127.0.0.1"
@@ -49,6 +53,39 @@ def kernel_app(data_dir: Path, database_url: str | None, request_log: bool = Tru
     return create_app(settings)
 
 
+def plugin_app(data_dir: Path, plugin: str, plugin_settings: dict[str, Any]) -> Starlette:
+    """A deployment for one plugin's benchmark: the embedded database migrated, no request log, and the
+    realtime rate limit out of the way (the clients are the load); exits unless ``plugin`` is running."""
+    settings = Settings.model_validate(
+        {
+            "data_dir": data_dir,
+            "database": {"url": None, "auto_migrate": True},
+            "log": {"requests": False},
+            "realtime": {"messages_per_second": 100_000, "burst": 100_000},
+            "plugins": {plugin: plugin_settings},
+        }
+    )
+    logs.configure(settings.log.level)
+    app = create_app(settings)
+    kernel = app.state.kernel
+    record = kernel.plugins.records.get(plugin)
+    if record is None or not record.running:
+        sys.exit(f"the {plugin} plugin did not boot: {record.reason if record else 'not discovered'}")
+    kernel.upgrade_database()
+    return app
+
+
+@functools.cache
+def _password_hash() -> str:
+    return hash_password("bench password, never used to log in")
+
+
+def account(kernel: Kernel, username: str) -> tuple[User, str]:
+    """A user made straight in the database (thousands of sign-ups would measure argon2), and an API token for them."""
+    user = kernel.identity.create_user(username, _password_hash(), username)
+    return user, kernel.identity.create_token(user.id, "bench")["token"]
+
+
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     parser.add_argument("app", choices=["bare", "kernel"])
@@ -67,7 +104,11 @@ def main() -> None:
 
 
 def run(app: Starlette, port: int, **options: object) -> None:
-    """Serve ``app`` the way every benchmark does: one uvicorn worker on uvloop and httptools, no access log."""
+    """Serve ``app`` the way every benchmark does: one uvicorn worker on uvloop and httptools, no access log,
+    and a deployment's websocket frame limit as ``everything serve`` sets it."""
+    kernel = getattr(app.state, "kernel", None)
+    if kernel is not None:
+        options.setdefault("ws_max_size", kernel.settings.realtime.max_frame_bytes)
     uvicorn.run(
         app,
         host=HOST,

@@ -138,9 +138,6 @@ def serve_main(argv: list[str]) -> None:
     import serve as bench_serve  # bench/serve.py: how every benchmark runs uvicorn
     from starlette.routing import Route
 
-    from kernel import create_app, logs
-    from kernel.passwords import hash_password
-    from kernel.settings import Settings
 
     parser = argparse.ArgumentParser(prog="bench/spaces.py serve")
     parser.add_argument("--port", type=int, required=True)
@@ -149,30 +146,14 @@ def serve_main(argv: list[str]) -> None:
     parser.add_argument("--users-file", type=Path, required=True)
     args = parser.parse_args(argv)
     spaces_listeners.raise_file_limit()
-    settings = Settings.model_validate(
-        {
-            "data_dir": args.data_dir,
-            "database": {"url": None, "auto_migrate": True},
-            "log": {"requests": False},
-            "realtime": {"messages_per_second": 100_000, "burst": 100_000},
-            "plugins": {"spaces": {"host_addresses": LOOPBACK}},
-        }
-    )
-    logs.configure(settings.log.level)
-    app = create_app(settings)
+    app = bench_serve.plugin_app(args.data_dir, "spaces", {"host_addresses": LOOPBACK})
     kernel = app.state.kernel
-    record = kernel.plugins.records.get("spaces")
-    if record is None or not record.running:
-        sys.exit(f"the spaces plugin did not boot: {record.reason if record else 'not discovered'}")
-    kernel.upgrade_database()
-    password_hash = hash_password("bench password, never used to log in")
     accounts = []
     for name in [HOST_NAME] + [f"{LISTENER_PREFIX}{number:05d}" for number in range(args.listeners)]:
-        user = kernel.identity.create_user(name, password_hash, name)
-        accounts.append({"username": name, "token": kernel.identity.create_token(user.id, "bench")["token"]})
+        accounts.append({"username": name, "token": bench_serve.account(kernel, name)[1]})
     args.users_file.write_text(json.dumps(accounts))
     app.router.routes.insert(0, Route("/bench/spaces-stats", media_stats_endpoint(kernel.plugin_state["spaces"].media)))
-    bench_serve.run(app, args.port, ws_max_size=max(16 * settings.realtime.max_message_bytes, 1 << 20))
+    bench_serve.run(app, args.port)
 
 
 def media_stats_endpoint(media: Any) -> Any:

@@ -42,8 +42,6 @@ def cmd_serve(args: argparse.Namespace) -> int:
     logs.configure(settings.log.level)
     app = create_app(settings)
     print(f"Everything is starting on http://{settings.server.host}:{settings.server.port} (data in {settings.data_dir})", file=sys.stderr)
-    # Frames far over the realtime limit are cut off by the server itself, before they are buffered whole.
-    ws_max_size = max(16 * settings.realtime.max_message_bytes, 1 << 20)
     uvicorn.run(
         app,
         host=settings.server.host,
@@ -51,7 +49,7 @@ def cmd_serve(args: argparse.Namespace) -> int:
         log_config=None,
         access_log=False,
         proxy_headers=True,
-        ws_max_size=ws_max_size,
+        ws_max_size=settings.realtime.max_frame_bytes,
     )
     return 0
 

@@ -72,7 +72,7 @@ def check(target: str) -> Report:
     """Check the plugin named (or found at) ``target``."""
     from kernel.app import create_app
     from kernel.plugins import BUNDLED_PLUGINS
-    from kernel.settings import Settings
+    from kernel.settings import Settings, throwaway
 
     name, module = load_target(target)
     if module is not None:
@@ -81,9 +81,7 @@ def check(target: str) -> Report:
     assert name is not None
     report = Report(name)
     with tempfile.TemporaryDirectory(prefix="everything-check-") as folder:
-        settings = Settings.model_validate(
-            {"data_dir": folder, "database": {"url": None, "auto_migrate": True}, "plugins": {"enabled": sorted({*BUNDLED_PLUGINS, name})}}
-        )
+        settings = Settings.model_validate({**throwaway(folder), "plugins": {"enabled": sorted({*BUNDLED_PLUGINS, name})}})
         app = create_app(settings, plugins={name: module} if module is not None else None)
         kernel = app.state.kernel
         record = kernel.plugins.records.get(name)

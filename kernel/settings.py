@@ -131,6 +131,16 @@ class RealtimeSettings(_Section):
     # Bad messages tolerated per minute before the socket is closed.
     max_bad_messages: int = Field(30, ge=1)
 
+    @property
+    def max_frame_bytes(self) -> int:
+        """The largest websocket frame the server reads at all (uvicorn's ``ws_max_size``).
+
+        Far over ``max_message_bytes``, so that a message a little too large is
+        read and refused with ``message_too_large``, while a huge frame is cut
+        off by the server itself before it is buffered whole.
+        """
+        return max(16 * self.max_message_bytes, 1 << 20)
+
 
 class BusSettings(_Section):
     # None: the in-process bus, for one server process. redis://… for many.
@@ -217,6 +227,13 @@ class Settings(_Section):
             if data[section].get("url"):
                 data[section]["url"] = _redact_url(data[section]["url"])
         return data
+
+
+def throwaway(data_dir: str | os.PathLike[str]) -> dict[str, Any]:
+    """The settings of a deployment of its own in ``data_dir``: the embedded SQLite database, migrated by
+    itself, and the in-process bus; whatever a settings file or the environment say of them. Used as
+    overrides or as the start of a settings dict (the sandbox, ``plugins check``, the test kit)."""
+    return {"data_dir": str(data_dir), "database": {"url": None, "auto_migrate": True}, "bus": {"url": None}}
 
 
 def normalise_database_url(url: str) -> str:

@@ -22,7 +22,7 @@ import sys
 import tempfile
 from pathlib import Path
 from types import FrameType
-from typing import IO, Any
+from typing import IO
 
 import uvicorn
 
@@ -32,7 +32,7 @@ from kernel.app import Kernel, create_app
 from kernel.identity import User
 from kernel.models import utcnow
 from kernel.sandbox_world import SandboxWorld
-from kernel.settings import Settings, load_settings
+from kernel.settings import Settings, load_settings, throwaway
 from sandbox import cast
 
 log = logging.getLogger("sandbox")
@@ -57,15 +57,10 @@ def sandbox_settings(folder: Path, config: str | None, host: str, port: int) -> 
     ``config`` may choose the plugins (a feature team adds its own), their
     sections and the plans; every bundled plugin runs when it does not.
     """
-    throwaway: dict[str, Any] = {
-        "data_dir": str(folder),
-        "database": {"url": None, "auto_migrate": True},
-        "bus": {"url": None},
-    }
     if config:
-        settings = load_settings(config, environ={}, overrides=throwaway)
+        settings = load_settings(config, environ={}, overrides=throwaway(folder))
     else:
-        settings = Settings.model_validate(throwaway)
+        settings = Settings.model_validate(throwaway(folder))
     settings.server.host, settings.server.port = host, port
     return settings
 
@@ -123,9 +118,8 @@ async def serve_sandbox(settings: Settings, password: str, seed: int, out: IO[st
     """Serve, seed, print the logins, and run until Ctrl+C (or SIGTERM); then stop the bots and the server."""
     app = create_app(settings)
     kernel: Kernel = app.state.kernel
-    ws_max_size = max(16 * settings.realtime.max_message_bytes, 1 << 20)
-    server = SandboxServer(uvicorn.Config(app, host=settings.server.host, port=settings.server.port,
-                                          log_config=None, access_log=False, ws_max_size=ws_max_size))
+    server = SandboxServer(uvicorn.Config(app, host=settings.server.host, port=settings.server.port, log_config=None,
+                                          access_log=False, ws_max_size=settings.realtime.max_frame_bytes))
     serving = asyncio.create_task(server.serve())
     while not server.started:
         if serving.done():

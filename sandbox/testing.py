@@ -194,7 +194,7 @@ def everything(tmp_path: Path) -> Iterator[WorldFactory]:
     """
     from kernel import create_app
     from kernel.plugins import BUNDLED_PLUGINS
-    from kernel.settings import Settings
+    from kernel.settings import Settings, throwaway
 
     with ExitStack() as stack:
         count = 0
@@ -202,8 +202,7 @@ def everything(tmp_path: Path) -> Iterator[WorldFactory]:
         def make(plugins: Sequence[str] | None = None, extra: dict[str, Any] | None = None, settings: dict[str, Any] | None = None) -> World:
             nonlocal count
             count += 1
-            data: dict[str, Any] = {"data_dir": tmp_path / f"deployment-{count}", "database": {"url": None, "auto_migrate": True}}
-            data.update(settings or {})
+            data = {**throwaway(tmp_path / f"deployment-{count}"), **(settings or {})}
             enabled = [*(BUNDLED_PLUGINS if plugins is None else plugins), *(extra or {})]
             data["plugins"] = {**data.get("plugins", {}), "enabled": enabled}
             app = create_app(Settings.model_validate(data), plugins=extra)

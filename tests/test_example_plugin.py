@@ -3,7 +3,6 @@
 from __future__ import annotations
 
 import json
-import os
 import shutil
 import subprocess
 import sys
@@ -12,10 +11,12 @@ from pathlib import Path
 
 import pytest
 
-from tests.sandbox_process import started
+from kernel.plugins import BUNDLED_PLUGINS
+from tests.sandbox_process import sandbox_env, started
 
 REPO = Path(__file__).resolve().parent.parent
 PLUGIN = REPO / "sandbox" / "example_plugin"
+WITH_POLLS = ",".join([*BUNDLED_PLUGINS, "polls"])
 
 
 @pytest.fixture(scope="module")
@@ -35,10 +36,8 @@ def site(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Path]:
 
 
 def everything(site: Path, *args: str, env: dict[str, str] | None = None, cwd: Path = REPO) -> subprocess.CompletedProcess[str]:
-    environment = {key: value for key, value in os.environ.items() if not key.startswith("EVERYTHING_")}
-    environment["PYTHONPATH"] = os.pathsep.join([str(site), str(REPO)])
     return subprocess.run(
-        [sys.executable, "-m", "kernel.cli", *args], cwd=cwd, env={**environment, **(env or {})}, capture_output=True, text=True, timeout=120
+        [sys.executable, "-m", "kernel.cli", *args], cwd=cwd, env={**sandbox_env([site]), **(env or {})}, capture_output=True, text=True, timeout=120
     )
 
 
@@ -54,12 +53,11 @@ def test_an_installed_plugin_is_discovered_by_its_entry_point_and_waits_to_be_en
 
 
 def test_an_operator_enables_it_in_the_settings(site: Path, tmp_path: Path) -> None:
-    enabled = "calls,feed,payments,spaces,trading,polls"
-    assert states(site, tmp_path, env={"EVERYTHING_PLUGINS__ENABLED": enabled})["polls"]["state"] == "enabled"
+    assert states(site, tmp_path, env={"EVERYTHING_PLUGINS__ENABLED": WITH_POLLS})["polls"]["state"] == "enabled"
 
 
 def test_an_operator_switches_it_off_at_run_time(site: Path, tmp_path: Path) -> None:
-    env = {"EVERYTHING_PLUGINS__ENABLED": "calls,feed,payments,spaces,trading,polls"}
+    env = {"EVERYTHING_PLUGINS__ENABLED": WITH_POLLS}
     assert everything(site, "db", "upgrade", "--data-dir", str(tmp_path / "data"), env=env).returncode == 0
     switched = everything(site, "plugins", "disable", "polls", "--data-dir", str(tmp_path / "data"), env=env)
     assert switched.returncode == 0, switched.stderr
@@ -76,7 +74,7 @@ def test_its_own_tests_pass_with_the_kit(site: Path) -> None:
     result = subprocess.run(
         [sys.executable, "-m", "pytest", "-q", "-p", "no:cacheprovider", "-n0", str(PLUGIN / "tests")],
         cwd=PLUGIN,
-        env={**{k: v for k, v in os.environ.items() if not k.startswith("EVERYTHING_")}, "PYTHONPATH": os.pathsep.join([str(site), str(REPO)])},
+        env=sandbox_env([site]),
         capture_output=True,
         text=True,
         timeout=300,

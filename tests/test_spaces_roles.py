@@ -15,10 +15,12 @@ from pathlib import Path
 from typing import Any
 
 import pytest
+from sqlalchemy import update
 from starlette.applications import Starlette
 from starlette.testclient import WebSocketTestSession
 
 from kernel import create_app
+from plugins.spaces.models import members, spaces
 from tests.conftest import UserClient, assert_error, make_settings, running, sign_up
 from tests.realtime_kit import ask, connect, receive
 
@@ -637,6 +639,11 @@ def test_after_a_restart_nobody_is_left_in_a_space_and_nothing_records(tmp_path:
         assert room.do("hosty", "record", on=True)["type"] == "reply"
         space_id = room.space_id
     again = create_app(settings)
+    # A crash leaves the members present and the Space recording: closing the sockets above marked them left.
+    again.state.kernel.db.write(lambda conn: (
+        conn.execute(update(members).where(members.c.space_id == space_id).values(left_at=None)),
+        conn.execute(update(spaces).where(spaces.c.id == space_id).values(recording=True)),
+    ))
     with running(again):
         space = state(sign_up(again, "viewer"), space_id)
     assert space["status"] == "live" and space["recording"] is False

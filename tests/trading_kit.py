@@ -33,11 +33,11 @@ class ScriptedMarket(SimulatedMarket):
             self.closes[symbol] = closes_at
 
     def quote(self, symbol: str, at: datetime) -> Quote:
-        quote = super().quote(symbol, at)
+        quote = super().quote(symbol, at)  # its market_open is already this class's
         if symbol not in self.prices:
-            return replace(quote, market_open=self.market_open(symbol, at))
+            return quote
         price = self.prices[symbol]
-        return replace(quote, price=price, high=max(quote.high, price), low=min(quote.low, price), market_open=self.market_open(symbol, at))
+        return replace(quote, price=price, high=max(quote.high, price), low=min(quote.low, price))
 
     def market_open(self, symbol: str, at: datetime) -> bool:
         return self.open.get(symbol, True)

@@ -169,30 +169,36 @@ class ReceivedMedia:
     def _poke(self) -> None:
         self._changed.set()
 
-    def dominant_frequency(self) -> float | None:
-        """The loudest frequency (Hz) in the last second of sound received, or None when there is none to speak of."""
+    def _spectrum(self) -> tuple[np.ndarray, float] | None:
+        """The magnitude spectrum of the last second of sound received and its bin width (Hz); None before any."""
         if not self._sound or self.sample_rate is None:
             return None
         sound = np.concatenate(list(self._sound))
-        if len(sound) < self.sample_rate // 10 or not np.any(sound):
+        return np.abs(np.fft.rfft(sound * np.hanning(len(sound)))), self.sample_rate / len(sound)
+
+    def dominant_frequency(self) -> float | None:
+        """The loudest frequency (Hz) in the last second of sound received, or None when there is none to speak of."""
+        heard = self._spectrum()
+        if heard is None:
             return None
-        spectrum = np.abs(np.fft.rfft(sound * np.hanning(len(sound))))
+        spectrum, bin_hz = heard
+        if bin_hz > 10 or not spectrum.any():  # under a tenth of a second, or silence
+            return None
         spectrum[0] = 0  # a DC offset is not a tone
-        return float(np.argmax(spectrum) * self.sample_rate / len(sound))
+        return float(np.argmax(spectrum) * bin_hz)
 
     def strength(self, frequency: float, width: float = 10.0) -> float:
         """The spectrum's peak within ``width`` Hz of ``frequency`` in the last second, relative to its highest peak.
 
         1.0 means ``frequency`` is the loudest tone heard; 0.0, not heard (or nothing heard at all).
         """
-        if not self._sound or self.sample_rate is None:
+        heard = self._spectrum()
+        if heard is None:
             return 0.0
-        sound = np.concatenate(list(self._sound))
-        spectrum = np.abs(np.fft.rfft(sound * np.hanning(len(sound))))
+        spectrum, bin_hz = heard
         spectrum[:5] = 0  # a DC offset or a slow drift is not a tone
         if not spectrum.max():
             return 0.0
-        bin_hz = self.sample_rate / len(sound)
         low, high = int((frequency - width) / bin_hz), int((frequency + width) / bin_hz) + 1
         return float(spectrum[max(low, 0) : high].max() / spectrum.max())
 

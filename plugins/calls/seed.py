@@ -37,9 +37,6 @@ if TYPE_CHECKING:
 
 # The bots that answer calls, and the pitch each answers with (the cast's bios promise these).
 BOT_TONES = {"ringo_bot": 440.0, "tess_bot": 660.0}
-DEFAULT_TONE = 550.0
-# The bot that belongs to the Spaces plugin: it hosts a Space and takes no calls from here.
-NOT_OURS = frozenset({"radio_bot"})
 # Those a demo starts with: each gets a history of their own.
 FEATURED = ("maya_chen", "sam_rivera", "olivia_ops")
 CALLS = 32
@@ -66,17 +63,17 @@ class PastCall:
 async def seed(kernel: Kernel, world: SandboxWorld) -> None:
     """Open the bots to everyone and start them, then write the past calls; note both."""
     service: Calls = kernel.plugin_state["calls"]
-    bots = [person.username for person in world.bots if person.username not in NOT_OURS]
+    bots = [person.username for person in world.bots if person.username in BOT_TONES]  # the others are other plugins'
     # Before the history, so that calls to the bots pass the same screening as anyone's.
     for name in bots:
         await service.put_settings(world.user(name), True, ["everyone"])
     host_addresses = list(service.settings.host_addresses) or None
     for name in bots:
-        world.background(f"@{name} answers calls", _answering(world, name, BOT_TONES.get(name, DEFAULT_TONE), host_addresses))
+        world.background(f"@{name} answers calls", _answering(world, name, BOT_TONES[name], host_addresses))
 
     past = await anyio.to_thread.run_sync(_plan_history, service, world, bots)
     await anyio.to_thread.run_sync(_write, service, world, past)
-    for call_id, _call in past:
+    for call_id, _ in past:
         await _note_missed(service, call_id)
 
     named = " or ".join(f"@{name}" for name in bots) or "nobody"

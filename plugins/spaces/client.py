@@ -21,6 +21,7 @@ server sent is :attr:`space`, every other pushed message goes to
 from __future__ import annotations
 
 import asyncio
+import collections
 import contextlib
 import itertools
 import json
@@ -72,7 +73,8 @@ class SpaceClient:
         self.user: dict[str, Any] = {}
         self.space: dict[str, Any] | None = None  # the last spaces.state
         self.space_id: int | None = None
-        self.events: list[dict[str, Any]] = []  # every other spaces.* message, oldest first
+        # Every other spaces.* message, oldest first; the last 500, since a bot stays in a Space for hours.
+        self.events: collections.deque[dict[str, Any]] = collections.deque(maxlen=500)
         self.received = ReceivedMedia()
         self.pc: RTCPeerConnection | None = None
         self.tone: MediaStreamTrack | None = None
@@ -215,7 +217,11 @@ class SpaceClient:
                 await self._changed.wait()
 
     def role_of(self, username: str) -> str | None:
-        """``username``'s role in the last stage sent, or None when not in the Space."""
+        """``username``'s role in the last state sent, or None when it does not name them.
+
+        The state names everyone on stage but only the first ``state_listeners`` listeners (raised hands
+        first): in a large Space, None may be a listener it left out.
+        """
         if self.space is None:
             return None
         for person in [*self.space["stage"], *self.space["listeners"]]:

@@ -11,6 +11,7 @@ from __future__ import annotations
 
 import functools
 import re
+import time
 from dataclasses import dataclass
 from datetime import datetime
 from pathlib import Path
@@ -35,6 +36,9 @@ class RecordingStore:
 
     def __init__(self, folder: Path) -> None:
         self.folder = folder
+        # Every spaces.state lists the takes: read a Space's folder again only when it changed (a take
+        # started, finished or was removed changes the folder's mtime), not on every join and mute.
+        self._listed: dict[int, tuple[int, list[Recording]]] = {}
 
     def new_path(self, space_id: int, now: datetime) -> Path:
         """A fresh file name for a take starting ``now`` (a second take within the same second gets a suffix)."""
@@ -51,8 +55,13 @@ class RecordingStore:
     def list(self, space_id: int) -> list[Recording]:
         """The Space's finished takes, oldest first."""
         space_folder = self.folder / str(space_id)
-        if not space_folder.is_dir():
+        try:
+            changed = space_folder.stat().st_mtime_ns
+        except FileNotFoundError:
             return []
+        listed = self._listed.get(space_id)
+        if listed is not None and listed[0] == changed:
+            return list(listed[1])
         found = []
         for path in sorted(space_folder.iterdir()):
             match = NAME.fullmatch(path.name)
@@ -67,7 +76,9 @@ class RecordingStore:
                     stat.st_size,
                 )
             )
-        return found
+        if time.time_ns() - changed > 2_000_000_000:  # a folder changed just now may change again within its mtime's grain
+            self._listed[space_id] = (changed, found)
+        return list(found)
 
     def remove_partial(self) -> int:
         """Delete the takes a crash left unfinished; how many."""

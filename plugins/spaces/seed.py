@@ -11,9 +11,7 @@ import asyncio
 import contextlib
 from datetime import timedelta
 
-import httpx
-
-from kernel import Kernel, SandboxWorld, iso
+from kernel import Kernel, SandboxWorld
 from plugins.spaces.client import SpaceClient, SpaceError
 
 HOST_BOT = "radio_bot"
@@ -55,11 +53,7 @@ async def seed(kernel: Kernel, world: SandboxWorld) -> None:
 
     if SCHEDULED_HOST in world.users:
         tomorrow = (world.now + timedelta(days=1)).replace(hour=18, minute=0, second=0, microsecond=0)
-        starts_at = iso(tomorrow)
-        async with httpx.AsyncClient(base_url=world.url, trust_env=False, timeout=30,
-                                     headers={"Authorization": f"Bearer {world.token(SCHEDULED_HOST)}"}) as client:
-            response = await client.post("/api/spaces", json={"title": SCHEDULED_TITLE, "starts_at": starts_at})
-            response.raise_for_status()
+        await kernel.plugin_state["spaces"].create(world.user(SCHEDULED_HOST), SCHEDULED_TITLE, tomorrow)
         world.note(f'spaces: @{SCHEDULED_HOST} has scheduled "{SCHEDULED_TITLE}" for tomorrow at 18:00 UTC')
 
 

@@ -506,22 +506,25 @@ class Spaces:
             del self.joined[space_id][user_id]
             self.by_connection.pop(key, None)
             await self._media_leave(space_id, user_id)
-            space, stage = await anyio.to_thread.run_sync(self.load, space_id)
-            member = stage.members.get(user_id)
-            if member is not None and member.present:
-                stage.members[user_id] = rules.leave(stage, user_id)
-                await anyio.to_thread.run_sync(self.save, space_id, stage.members[user_id])
+            space, stage, member = await self._mark_left(space_id, user_id)
             if member is not None and member.role == rules.LISTENER and not member.hand_raised:
                 self._listeners_changed(space_id)
             else:
                 await self._broadcast(space, stage)
 
+    async def _mark_left(self, space_id: int, user_id: int) -> tuple[Space, Stage, Member | None]:
+        """Mark ``user_id`` left in the Space if present there: the Space, its stage after, and the member before."""
+        space, stage = await anyio.to_thread.run_sync(self.load, space_id)
+        member = stage.members.get(user_id)
+        if member is not None and member.present:
+            stage.members[user_id] = rules.leave(stage, user_id)
+            await anyio.to_thread.run_sync(self.save, space_id, stage.members[user_id])
+        return space, stage, member
+
     async def _store_left(self, space_id: int, user_id: int) -> None:
         """Record that the member left, as best one can while something else already failed."""
         try:
-            _, stage = await anyio.to_thread.run_sync(self.load, space_id)
-            if user_id in stage.members and stage.members[user_id].present:
-                await anyio.to_thread.run_sync(self.save, space_id, rules.leave(stage, user_id))
+            await self._mark_left(space_id, user_id)
         except Exception:
             logger.exception("could not record that user %s left Space %s", user_id, space_id)
 

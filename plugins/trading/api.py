@@ -89,16 +89,7 @@ async def account(request: Request) -> Response:
 async def place_order(request: Request) -> Response:
     user = require_user(request)
     body = await read_json(request, OrderBody)
-    order = OrderRequest(
-        symbol=body.symbol,
-        side=body.side,
-        qty=body.qty,
-        type=body.type,
-        time_in_force=body.time_in_force,
-        limit_price=body.limit_price,
-        stop_price=body.stop_price,
-        client_order_id=body.client_order_id,
-    )
+    order = OrderRequest(**body.model_dump())
     created, placed = await anyio.to_thread.run_sync(trading_of(request).broker.place, user, order)
     return JSONResponse(placed, status_code=201 if created else 200)
 

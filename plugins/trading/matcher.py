@@ -28,9 +28,12 @@ class Matcher:
     async def run_once(self) -> list[Fill]:
         """Expire, then match every symbol with open orders, at this moment's prices."""
         now = datetime.now(UTC)
+        symbols = await anyio.to_thread.run_sync(self.broker.open_symbols)
+        if not symbols:  # nothing to expire or fill: no write, which would queue behind every other writer
+            return []
         await anyio.to_thread.run_sync(self.broker.expire, now)
         fills: list[Fill] = []
-        for symbol in await anyio.to_thread.run_sync(self.broker.open_symbols):
+        for symbol in symbols:
             fills += await anyio.to_thread.run_sync(self.broker.match, symbol, now)
         for fill in fills:
             await self.tell(fill)

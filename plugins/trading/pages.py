@@ -27,6 +27,7 @@ from starlette.routing import Route
 from kernel import NavItem, User, current_user, login_redirect, render
 from plugins.trading.api import trading_of
 from plugins.trading.assets import CRYPTO, FUND, STOCK
+from plugins.trading.market import RANGES
 from plugins.trading.quotes import Tier
 from plugins.trading.service import Trading
 
@@ -35,7 +36,6 @@ CHART = f"{STATIC}/vendor/lightweight-charts.standalone.production.js"
 # How many posts mentioning the symbol its page shows; the feed's cashtag page has the rest.
 MENTIONING_POSTS = 5
 CLASS_TITLES = {STOCK: "Stocks", FUND: "Index funds", CRYPTO: "Crypto"}
-RANGES = ("1D", "5D", "1M", "1Y")
 MOVERS = 5
 CLOSED_ORDERS = 20
 SEARCH_MAX = 64
@@ -94,12 +94,7 @@ def direction(value: float | int | None) -> str:
     return "up" if value > 0 else "down"
 
 
-def quantity(qty: str) -> str:
-    """A decimal quantity string without trailing zeros: ``"0.010000"`` → ``"0.01"``."""
-    return qty.rstrip("0").rstrip(".") if "." in qty else qty
-
-
-FORMATS = {"money": money, "price": price, "signed": signed, "direction": direction, "quantity": quantity}
+FORMATS = {"money": money, "price": price, "signed": signed, "direction": direction}
 
 
 def _render(request: Request, template: str, context: dict[str, Any]) -> Response:
@@ -142,9 +137,10 @@ async def markets_page(request: Request) -> Response:
 
 def _portfolio(trading: Trading, user: User) -> dict[str, Any]:
     broker = trading.broker
+    account, held = broker.holdings(user)
     return {
-        "account": broker.account(user),
-        "positions": broker.positions(user),
+        "account": account,
+        "positions": held,
         "open_orders": broker.orders(user, "open", 100),
         "closed_orders": broker.orders(user, "closed", CLOSED_ORDERS),
         "delay_minutes": trading.settings.delay_minutes,
@@ -176,8 +172,8 @@ def _symbol(trading: Trading, user: User, raw: str) -> dict[str, Any]:
     asset = trading.quotes.asset(raw)
     tier = trading.quotes.tier(user)
     quote = trading.quotes.quote(asset.symbol, tier)
-    account = trading.broker.account(user)
-    position = next((p for p in trading.broker.positions(user) if p["symbol"] == asset.symbol), None)
+    account, held = trading.broker.holdings(user)
+    position = next((p for p in held if p["symbol"] == asset.symbol), None)
     watched = asset.symbol in trading.watchlists.symbols(user)
     return {
         "posts": mentioning(trading, user, asset.symbol),

@@ -225,30 +225,34 @@ class PaperBroker:
 
     def account(self, user: User) -> dict[str, Any]:
         """Cash, buying power and equity in cents; positions valued at the user's quote tier."""
+        return self.holdings(user)[0]
+
+    def positions(self, user: User) -> list[dict[str, Any]]:
+        """The user's positions by symbol, valued at their quote tier."""
+        return self.holdings(user)[1]
+
+    def holdings(self, user: User) -> tuple[dict[str, Any], list[dict[str, Any]]]:
+        """The account and its positions from one read, each position priced once (a page shows both)."""
         tier = self.quotes.tier(user)
 
-        def work(conn: Db) -> dict[str, Any]:
+        def work(conn: Db) -> tuple[int, int, list[Any]]:
             cash = self._cash(conn, user.id)
-            held = conn.execute(select(positions).where(positions.c.user_id == user.id)).all()
-            return {"cash": cash, "buying_power": cash - self._reserved(conn, user.id), "held": held}
+            held = conn.execute(select(positions).where(positions.c.user_id == user.id).order_by(positions.c.symbol)).all()
+            return cash, cash - self._reserved(conn, user.id), held
 
-        found = self.kernel.db.read(work)
-        valued = [self._position_json(row, tier) for row in found.pop("held")]
+        cash, buying_power, held = self.kernel.db.read(work)
+        valued = [self._position_json(row, tier) for row in held]
         market_value = sum(p["market_value"] for p in valued)
-        return {
-            "cash": found["cash"],
-            "buying_power": found["buying_power"],
+        account = {
+            "cash": cash,
+            "buying_power": buying_power,
             "positions_value": market_value,
-            "equity": found["cash"] + market_value,
+            "equity": cash + market_value,
             "currency": "USD",
             "delayed": tier.delayed,
             "simulated": self.market.simulated,
         }
-
-    def positions(self, user: User) -> list[dict[str, Any]]:
-        tier = self.quotes.tier(user)
-        query = select(positions).where(positions.c.user_id == user.id).order_by(positions.c.symbol)
-        return [self._position_json(row, tier) for row in self.kernel.db.read(lambda conn: conn.execute(query).all())]
+        return account, valued
 
     def orders(self, user: User, status: str, limit: int) -> list[dict[str, Any]]:
         """The user's orders, newest first: ``open``, ``closed`` (filled, cancelled, expired) or ``all``."""
@@ -335,6 +339,8 @@ class PaperBroker:
         ``insufficient_buying_power``.
         """
         row = self._order(conn, order_id)
+        if row is None or row.status != OPEN:  # read before the lock: cancelled, filled or expired meanwhile
+            return None
         moment = now.astimezone(UTC).replace(tzinfo=None)
         value = notional_cents(row.qty_micro, price, row.side)
         if row.side == BUY and value > self._cash(conn, row.user_id) - (self._reserved(conn, row.user_id) - row.reserved):
