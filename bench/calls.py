@@ -69,12 +69,11 @@ for folder in (str(BENCH_DIR), str(REPO)):
 import harness  # noqa: E402 - bench/harness.py: servers in subprocesses
 from aiortc import RTCPeerConnection, RTCSessionDescription  # noqa: E402
 from harness import Server  # noqa: E402
-from websockets.asyncio.client import ClientConnection, connect  # noqa: E402
+from websockets.asyncio.client import ClientConnection  # noqa: E402
 from websockets.exceptions import ConnectionClosed  # noqa: E402
 
+from kernel import ReceivedMedia, ToneTrack, connect_socket, host_addresses, rtc_configuration  # noqa: E402
 from plugins.calls.client import CallClient  # noqa: E402
-from plugins.calls.ice import host_addresses, rtc_configuration  # noqa: E402
-from plugins.calls.media import ReceivedMedia, ToneTrack  # noqa: E402
 
 LOOPBACK = ["127.0.0.1"]
 TARGET_RATIO = 2.0
@@ -143,7 +142,7 @@ class CallsServer(Server):
 
 
 async def idle_clients(pipe: Pipe, url: str, tokens: list[str]) -> None:
-    """Open a websocket per token, report, and sit reading until told to close."""
+    """Open a websocket per token to the server at ``url``, report, and sit reading until told to close."""
     sockets: list[ClientConnection] = []
     readers: list[asyncio.Task[None]] = []
     dropped: list[str] = []
@@ -162,10 +161,7 @@ async def idle_clients(pipe: Pipe, url: str, tokens: list[str]) -> None:
 
     async def open_one(token: str) -> None:
         async with limit:
-            ws = await connect(url, additional_headers={"Authorization": f"Bearer {token}"}, proxy=None, open_timeout=120)
-            hello = json.loads(await asyncio.wait_for(ws.recv(), 60))
-            if hello.get("type") != "kernel.hello":
-                raise RuntimeError(f"greeted with {hello}")
+            ws, _ = await connect_socket(url, token, timeout=120)
             sockets.append(ws)
             readers.append(asyncio.create_task(read(ws)))
 
@@ -356,12 +352,10 @@ async def offer_and_answer() -> tuple[str, str]:
 
 async def measure_relay(url: str, tokens: dict[str, str], count: int, interval_ms: float) -> tuple[list[int], int]:
     """Latencies (ns) of ``count`` paced ``calls.candidate`` from caller to callee, after a warm-up; and how many were lost."""
-    ws_url = url.replace("http://", "ws://") + "/ws"
     offer, answer = await offer_and_answer()
 
     async def open_as(name: str) -> ClientConnection:
-        ws = await connect(ws_url, additional_headers={"Authorization": f"Bearer {tokens[name]}"}, proxy=None)
-        await next_of(ws, "kernel.hello")
+        ws, _ = await connect_socket(url, tokens[name], timeout=STEP_TIMEOUT)
         return ws
 
     caller, callee = await open_as(CALLER), await open_as(CALLEE)
@@ -453,9 +447,8 @@ def run(args: argparse.Namespace) -> Figures:
                 figures.through, figures.direct = asyncio.run(measure_setup(server.url, tokens, args.calls))
 
                 started = time.monotonic()
-                ws_url = server.url.replace("http://", "ws://") + "/ws"
                 idle_tokens = [account["token"] for account in accounts if account["username"].startswith(IDLE_PREFIX)]
-                idle = start_idle(ws_url, idle_tokens, args.client_processes)
+                idle = start_idle(server.url, idle_tokens, args.client_processes)
                 opened = sum(answer_of(process, "opening")["open"] for process in idle)
                 seconds = time.monotonic() - started
                 figures.setup.append(f"idle websockets: {opened:,} open and greeted, {len(idle)} process(es), {seconds:.1f} s")

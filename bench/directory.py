@@ -47,11 +47,11 @@ import sqlalchemy
 from harness import LoadOptions, LoadResult, Server
 from sqlalchemy import insert
 
-from kernel.address_book import Page
 from kernel.app import Kernel
-from kernel.models import users
+from kernel.pagination import Page
 from kernel.passwords import hash_password
 from kernel.settings import Settings
+from kernel.storage.models import users
 
 TARGET_P99_MS = 2.0
 BATCH = 20_000

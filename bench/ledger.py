@@ -78,6 +78,7 @@ if str(REPO) not in sys.path:
 from kernel.app import Kernel  # noqa: E402
 from kernel.errors import ApiError  # noqa: E402
 from kernel.settings import Settings  # noqa: E402
+from plugins.payments.service import PAYMENTS  # noqa: E402
 
 TARGET_PER_SECOND = 1_000
 USERS = 100
@@ -138,7 +139,7 @@ def summary(tallies: list[Tally], elapsed: float) -> tuple[float, str]:
 def run_in_process(args: argparse.Namespace, folder: Path) -> bool:
     kernel = build_kernel(folder / "inprocess", args.database_url)
     try:
-        ledger = kernel.plugin_state["payments"].ledger
+        ledger = PAYMENTS.of(kernel).ledger
         people = [kernel.identity.create_user(f"payer{number:03d}", "not a real hash", f"Payer {number}").id for number in range(USERS)]
         for person in people:
             ledger.credit(person, FUNDS, "topup")
@@ -274,7 +275,7 @@ def run_over_http(args: argparse.Namespace, folder: Path) -> bool:
         # Fund them as an operator's credit would: the ledger's own code, on the same database, beside the running server.
         kernel = build_kernel(data_dir, args.database_url)
         try:
-            ledger = kernel.plugin_state["payments"].ledger
+            ledger = PAYMENTS.of(kernel).ledger
             ids = {}
             for name in names:
                 user = kernel.user(name)
@@ -334,7 +335,7 @@ def run_over_http(args: argparse.Namespace, folder: Path) -> bool:
     audit = subprocess.run(everything("payments", "audit", "--data-dir", str(data_dir)), cwd=folder, env=env, capture_output=True, text=True)
     kernel = build_kernel(data_dir, args.database_url)
     try:
-        ledger = kernel.plugin_state["payments"].ledger
+        ledger = PAYMENTS.of(kernel).ledger
         total = sum(sum(ledger.balances(user_id).values()) for user_id in ids.values())
     finally:
         kernel.db.dispose()

@@ -120,6 +120,7 @@ from spaces import (  # noqa: E402 - bench/spaces.py: the measuring and client-p
 )
 
 from plugins.trading.assets import ASSETS  # noqa: E402
+from plugins.trading.service import TRADING  # noqa: E402
 
 PREFIX = "quo"
 SETTLE_SECONDS = 1.0
@@ -154,7 +155,7 @@ def serve_main(argv: list[str]) -> None:
         accounts.append({"token": token, "premium": premium})
     args.users_file.write_text(json.dumps(accounts))
     app.router.routes.insert(
-        0, Route("/bench/quotes-stats", timed_ticker(kernel.plugin_state["trading"].ticker, kernel.realtime))
+        0, Route("/bench/quotes-stats", timed_ticker(TRADING.of(kernel).ticker, kernel.realtime))
     )
     bench_serve.run(app, args.port)
 

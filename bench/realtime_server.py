@@ -37,7 +37,7 @@ import serve  # noqa: E402 - bench/serve.py, beside this file: how every benchma
 
 from kernel import Kernel, create_app, logs  # noqa: E402
 from kernel.passwords import hash_password  # noqa: E402
-from kernel.plugins import BUNDLED_PLUGINS  # noqa: E402
+from kernel.plugin.manager import BUNDLED_PLUGINS  # noqa: E402
 from kernel.settings import Settings  # noqa: E402
 
 PLUGIN = "bench"

@@ -116,8 +116,8 @@ import spaces_listeners  # noqa: E402 - bench/spaces_listeners.py: the client pr
 from aiortc import RTCPeerConnection, RTCSessionDescription  # noqa: E402
 from harness import Server  # noqa: E402
 
-from plugins.calls.ice import rtc_configuration  # noqa: E402
-from plugins.calls.media import ToneTrack  # noqa: E402
+from kernel import RealtimeClient, ToneTrack, rtc_configuration  # noqa: E402
+from plugins.spaces.service import SPACES  # noqa: E402
 
 LOOPBACK = ["127.0.0.1"]
 HOST_NAME = "bench_host"
@@ -152,7 +152,7 @@ def serve_main(argv: list[str]) -> None:
     for name in [HOST_NAME] + [f"{LISTENER_PREFIX}{number:05d}" for number in range(args.listeners)]:
         accounts.append({"username": name, "token": bench_serve.account(kernel, name)[1]})
     args.users_file.write_text(json.dumps(accounts))
-    app.router.routes.insert(0, Route("/bench/spaces-stats", media_stats_endpoint(kernel.plugin_state["spaces"].media)))
+    app.router.routes.insert(0, Route("/bench/spaces-stats", media_stats_endpoint(SPACES.of(kernel).media)))
     bench_serve.run(app, args.port)
 
 
@@ -351,38 +351,32 @@ class Speaker:
 
 
 class OursSpeaker(Speaker):
-    """The host: creates a Space, joins it over /ws, unmutes; ``end`` ends the Space."""
+    """The host: creates a Space, joins it over /ws, unmutes; ``end`` ends the Space.
+
+    Through a :class:`kernel.RealtimeClient`: the API, and the socket, whose reader takes what the Space sends.
+    """
 
     def __init__(self, url: str, token: str) -> None:
         super().__init__()
-        self.url = url
-        self.token = token
+        self.client = RealtimeClient(url, token=token, request_timeout=spaces_listeners.STEP_TIMEOUT)
         self.space_id: int | None = None
-        self.drain: spaces_listeners.Drain | None = None
 
     async def start(self) -> None:
-        headers = {"Authorization": f"Bearer {self.token}"}
-        async with httpx.AsyncClient(trust_env=False, headers=headers) as client:
-            response = await client.post(self.url + "/api/spaces", json={"title": "Bench Space"})
-            response.raise_for_status()
-            self.space_id = response.json()["id"]
-        ws = await spaces_listeners.open_socket(self.url, self.token)
-        reply = await spaces_listeners.join_space(ws, self.space_id, await spaces_listeners.local_offer(self.pc))
+        await self.client.connect()
+        self.space_id = (await self.client.api("POST", "/api/spaces", {"title": "Bench Space"}))["id"]
+        offer = await spaces_listeners.local_offer(self.pc)
+        reply = await self.client.request({"type": "spaces.join", "space_id": self.space_id, "sdp": offer})
         await self.pc.setRemoteDescription(RTCSessionDescription(reply["sdp"], "answer"))
-        await ws.send(json.dumps({"type": "spaces.mute", "id": 2, "muted": False}))
-        self.drain = spaces_listeners.Drain(ws)
-        self.drain.start()
+        await self.client.request({"type": "spaces.mute", "muted": False})
         await spaces_listeners.wait_connected(self.pc)
 
     async def end(self) -> None:
-        if self.space_id is not None:
-            headers = {"Authorization": f"Bearer {self.token}"}
-            async with httpx.AsyncClient(trust_env=False, headers=headers, timeout=120) as client:
-                (await client.post(f"{self.url}/api/spaces/{self.space_id}/end")).raise_for_status()
-        await self.close()
-        if self.drain is not None:
-            await self.drain.ws.close()
-            await asyncio.gather(self.drain.task, return_exceptions=True)  # type: ignore[arg-type]
+        try:
+            if self.space_id is not None:
+                await self.client.api("POST", f"/api/spaces/{self.space_id}/end")
+            await self.close()
+        finally:
+            await self.client.close()
 
 
 class BaselineSpeaker(Speaker):

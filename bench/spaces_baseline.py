@@ -44,7 +44,7 @@ from starlette.requests import Request  # noqa: E402
 from starlette.responses import JSONResponse, Response  # noqa: E402
 from starlette.routing import Route  # noqa: E402
 
-from plugins.calls.ice import host_addresses, rtc_configuration  # noqa: E402
+from kernel import host_addresses, rtc_configuration  # noqa: E402
 
 LOOPBACK = ["127.0.0.1"]
 log = logging.getLogger("bench.spaces_baseline")

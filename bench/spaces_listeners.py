@@ -45,10 +45,10 @@ for folder in (str(BENCH_DIR), str(REPO)):
 
 import httpx  # noqa: E402
 from aiortc import RTCPeerConnection, RTCSessionDescription  # noqa: E402
-from websockets.asyncio.client import ClientConnection, connect  # noqa: E402
+from websockets.asyncio.client import ClientConnection  # noqa: E402
 from websockets.exceptions import ConnectionClosed  # noqa: E402
 
-from plugins.calls.ice import host_addresses, rtc_configuration  # noqa: E402
+from kernel import connect_socket, host_addresses, rtc_configuration  # noqa: E402
 
 LOOPBACK = ["127.0.0.1"]
 JOIN_CONCURRENCY = 4  # joins in flight per process (the server serialises a Space's joins anyway)
@@ -118,14 +118,7 @@ async def local_offer(pc: RTCPeerConnection) -> str:
 
 async def open_socket(url: str, token: str) -> ClientConnection:
     """A websocket to the server's ``/ws`` as ``token``'s owner, greeted."""
-    ws_url = url.replace("http://", "ws://") + "/ws"
-    ws = await connect(
-        ws_url, additional_headers={"Authorization": f"Bearer {token}"}, proxy=None, open_timeout=STEP_TIMEOUT, max_size=None
-    )
-    hello = json.loads(await asyncio.wait_for(ws.recv(), STEP_TIMEOUT))
-    if hello.get("type") != "kernel.hello":
-        await ws.close()
-        raise RuntimeError(f"greeted with {hello}")
+    ws, _ = await connect_socket(url, token, timeout=STEP_TIMEOUT, max_size=None)
     return ws
 
 

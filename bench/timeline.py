@@ -76,10 +76,11 @@ from harness import LoadOptions, LoadResult, Server
 from sqlalchemy import Connection, Table, event, insert
 
 from kernel.app import Kernel
-from kernel.models import blocks, follows, users
 from kernel.passwords import hash_password
 from kernel.settings import normalise_database_url
+from kernel.storage.models import blocks, follows, users
 from plugins.feed.models import hashtags, likes, mentions, posts
+from plugins.feed.posts import FEED
 
 TARGET_P95_MS = 20.0
 PAGE = 50
@@ -487,7 +488,7 @@ class InProcess:
 
 
 def measure_in_process(kernel: Kernel, world: World, runs: int, warmup: int) -> InProcess:
-    feed = kernel.plugin_state["feed"]
+    feed = FEED.of(kernel)
     reader = kernel.user_by_id(world.reader)
     if reader is None:
         raise RuntimeError("the reader was not loaded")
@@ -629,7 +630,7 @@ def run(args: argparse.Namespace, options: LoadOptions, use_wrk: bool) -> None:
         kernel = Kernel(settings)
         stack.callback(kernel.db.dispose)
         kernel.upgrade_database()
-        if "feed" not in kernel.plugin_state:
+        if FEED.get(kernel) is None:
             raise RuntimeError("the feed plugin is not running in this deployment")
         print(f"making the world: {args.users:,} users, {args.posts:,} posts, {args.likes:,} likes ...", flush=True)
         started = time.perf_counter()

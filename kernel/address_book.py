@@ -7,14 +7,14 @@ other or add the other as a contact.
 
 from __future__ import annotations
 
-import base64
-import json
-from dataclasses import dataclass
+from collections.abc import Sequence
 from datetime import datetime
+from functools import partial
 from typing import Any
 
 from sqlalchemy import (
     Connection,
+    Row,
     and_,
     bindparam,
     delete,
@@ -27,46 +27,14 @@ from sqlalchemy import (
 )
 from sqlalchemy.exc import IntegrityError
 
-from kernel.db import Database
 from kernel.errors import ApiError
-from kernel.identity import MAX_ID, USER_COLUMNS, Identity, User, iso, user_from_row
-from kernel.models import blocks, contacts, follows, users, utcnow
+from kernel.identity import USER_COLUMNS, Identity, User, iso, user_from_row
+from kernel.pagination import Page, decode_cursor, encode_cursor
+from kernel.storage.database import Database
+from kernel.storage.models import blocks, contacts, follows, users, utcnow
 
 # Above every character a name can hold: the end of a prefix range.
 _TOP = "\U0010ffff"
-
-
-@dataclass(frozen=True)
-class Page:
-    results: list[Any]
-    next_cursor: str | None
-
-
-def encode_cursor(*parts: Any) -> str:
-    return base64.urlsafe_b64encode(json.dumps(parts, separators=(",", ":")).encode()).decode().rstrip("=")
-
-
-def decode_cursor(cursor: str | None, *types: type) -> list[Any] | None:
-    """The parts of a cursor made by :func:`encode_cursor`, checked against ``types``.
-
-    :raises ApiError: 422 ``invalid_cursor`` for anything this endpoint did not give out.
-    """
-    if not cursor:
-        return None
-    try:
-        padded = cursor + "=" * (-len(cursor) % 4)
-        parts = json.loads(base64.urlsafe_b64decode(padded.encode()))
-    except (ValueError, TypeError, RecursionError):
-        parts = None
-    if not isinstance(parts, list) or len(parts) != len(types) or not all(_fits(part, kind) for part, kind in zip(parts, types, strict=True)):
-        raise ApiError(422, "invalid_cursor", "cursor: not a cursor this endpoint gave out", field="cursor")
-    return parts
-
-
-def _fits(part: Any, kind: type) -> bool:
-    if kind is int:
-        return type(part) is int and 0 <= part <= MAX_ID
-    return type(part) is kind and ("\x00" not in part if kind is str else True)
 
 
 # The (from, to) columns of each relation table.
@@ -232,7 +200,7 @@ class AddressBook:
         rows, next_cursor = self._page_by_username(query, cursor, limit)
         return Page([user_from_row(row) for row in rows], next_cursor)
 
-    def _page_by_username(self, query: Any, cursor: str | None, limit: int) -> tuple[list[Any], str | None]:
+    def _page_by_username(self, query: Any, cursor: str | None, limit: int) -> tuple[Sequence[Row[Any]], str | None]:
         """One page of ``query``'s rows in username order, and the cursor to the next."""
         after = decode_cursor(cursor, str)
         query = query.order_by(users.c.username_lower).limit(limit + 1)
@@ -283,7 +251,7 @@ class AddressBook:
         found: list[tuple[tuple[str, int, int], User]] = []
         want = limit + 1
         while len(found) < want:
-            batch, position = self.db.read(lambda conn, after=position: _directory_batch(conn, prefix, after, want + len(hidden)))
+            batch, position = self.db.read(partial(_directory_batch, prefix=prefix, after=position, limit=want + len(hidden)))
             found.extend(item for item in batch if item[1].id not in hidden)
             if position is None:
                 break

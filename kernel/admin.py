@@ -2,28 +2,20 @@
 
 from __future__ import annotations
 
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 from pydantic import BaseModel, ConfigDict, Field
 from sqlalchemy import Connection, select, update
-from starlette.requests import HTTPConnection
 
 from kernel import audit
-from kernel.address_book import Page, decode_cursor, encode_cursor
-from kernel.app import Kernel
 from kernel.entitlements import GRANT_SOURCES
 from kernel.errors import ApiError
-from kernel.http import require_user
 from kernel.identity import USER_COLUMNS, User, user_from_row
-from kernel.models import users
+from kernel.pagination import Page, decode_cursor, encode_cursor
+from kernel.storage.models import users
 
-
-def require_admin(connection: HTTPConnection) -> User:
-    """The signed-in operator; 401 when signed out, 403 ``admin_required`` for everyone else."""
-    user = require_user(connection)
-    if not user.is_admin:
-        raise ApiError(403, "admin_required", "Only operators may do this.")
-    return user
+if TYPE_CHECKING:
+    from kernel.app import Kernel
 
 
 class RolloutIn(BaseModel):
@@ -34,9 +26,9 @@ class RolloutIn(BaseModel):
 class GrantIn(BaseModel):
     model_config = ConfigDict(extra="forbid")
     plan: str = Field(min_length=1, max_length=32)
-    days: float | None = Field(None, gt=0, le=36600)
-    source: str = Field("operator", pattern="^(" + "|".join(GRANT_SOURCES) + ")$")
-    reference: str = Field("", max_length=200)
+    days: float | None = Field(default=None, gt=0, le=36600)
+    source: str = Field(default="operator", pattern="^(" + "|".join(GRANT_SOURCES) + ")$")
+    reference: str = Field(default="", max_length=200)
 
 
 def set_admin(kernel: Kernel, user: User, is_admin: bool, actor: User | str) -> None:

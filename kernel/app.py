@@ -1,4 +1,8 @@
-"""The application: a :class:`Kernel` holding one deployment's state, and its Starlette app.
+"""The composition root: a :class:`Kernel` holding one deployment's state and services, and its Starlette app.
+
+Only this module builds the kernel's parts and wires them together; the rest
+of the kernel names :class:`Kernel` under ``TYPE_CHECKING`` and is handed the
+object (docs/architecture.md).
 
 All state hangs off the kernel object, never module globals, so two apps
 live side by side in one test process and one deployment runs as many
@@ -16,33 +20,36 @@ from pathlib import Path
 from typing import Any
 
 import anyio.to_thread
-import jinja2
 from pydantic import SecretStr
 from starlette.applications import Starlette
 from starlette.middleware import Middleware
-from starlette.requests import HTTPConnection
-from starlette.routing import BaseRoute, Mount, WebSocketRoute
-from starlette.staticfiles import StaticFiles
-from starlette.templating import Jinja2Templates
+from starlette.routing import BaseRoute, WebSocketRoute
 
-from kernel import builtin_hooks, migrate, switches
+from kernel import switches
+from kernel.accounts import Accounts
 from kernel.address_book import AddressBook
-from kernel.bus import make_bus
-from kernel.db import DB_THREADS, Database
+from kernel.directory import Directory
 from kernel.entitlements import Entitlements, Grant
 from kernel.errors import ApiError, not_found
 from kernel.identity import RESERVED_USERNAMES, Identity, User
-from kernel.middleware import AuthMiddleware, BodyLimitMiddleware, RequestLogMiddleware
 from kernel.notifications import Notifications
-from kernel.plugins import PluginGate, PluginRecord, Plugins, describe_exception
-from kernel.ratelimit import FailureLimiter
-from kernel.realtime import Hub
-from kernel.routing import KernelRouter
+from kernel.passwords import NO_PASSWORD
+from kernel.plugin import builtin_hooks
+from kernel.plugin.answers import settle
+from kernel.plugin.manager import Hooks, PluginRecord, Plugins, describe_exception
+from kernel.realtime.bus import make_bus
+from kernel.realtime.endpoint import websocket_endpoint
+from kernel.realtime.hub import Hub
 from kernel.settings import Settings, ensure_data_dir, load_settings
+from kernel.storage import migrate
+from kernel.storage.database import DB_THREADS, Database
+from kernel.web import api, pages
+from kernel.web.error_pages import exception_handlers
+from kernel.web.middleware import AuthMiddleware, BodyLimitMiddleware, RequestLogMiddleware
+from kernel.web.routing import KernelRouter, plugin_routes
+from kernel.web.shell import make_templates, static_routes
 
 logger = logging.getLogger("everything")
-
-KERNEL_DIR = Path(__file__).parent
 
 
 class Kernel:
@@ -69,15 +76,11 @@ class Kernel:
         reserved = RESERVED_USERNAMES | {name.lower() for name in settings.auth.reserved_usernames} | set(self.plugins.records)
         self.identity = Identity(self.db, settings.auth.session_days, frozenset(reserved))
         self.address_book = AddressBook(self.db, self.identity)
-        auth = settings.auth
-        self.login_failures_by_username = FailureLimiter(auth.login_failures_per_username, auth.login_window_seconds)
-        self.login_failures_by_client = FailureLimiter(auth.login_failures_per_client, auth.login_window_seconds)
-        # Hashing takes tens of milliseconds of CPU: it gets threads of its own so
-        # that a burst of log-ins cannot starve the short database calls.
-        self.password_limiter = anyio.CapacityLimiter(2)
-        # Each plugin's own objects (its services, its caches), by plugin name: state
-        # hangs off the kernel, never a module global.
-        self.plugin_state: dict[str, Any] = {}
+        self.accounts = Accounts(self)
+        self.directory = Directory(self)
+        # Each plugin's own objects (its services, its caches), by plugin name, behind
+        # kernel.PluginState: state hangs off the kernel, never a module global.
+        self._plugin_state: dict[str, Any] = {}
         # Paths that take bodies over server.max_body_bytes (uploads), and their own limits.
         self.body_limits: dict[str, int] = {}
         self.realtime = Hub(self, make_bus(settings.bus.url, settings.bus.channel_prefix, settings.database_url))
@@ -85,7 +88,7 @@ class Kernel:
         self.notifications = Notifications(self)
         self.plugins.boot(settings.plugins, self)
         self.entitlements.build_catalog([record for record in self.plugins.records.values() if record.booted], self.plugins.fail)
-        self.templates = self._make_templates()
+        self.templates = make_templates([record for record in self.plugins.records.values() if record.manifest])
         self.ready = False
         self._maintenance: asyncio.Task[None] | None = None
         self._switch_lock = asyncio.Lock()
@@ -162,6 +165,42 @@ class Kernel:
     def plugin_settings(self, name: str) -> Any:
         """A plugin's validated settings object (its manifest's model), or None."""
         return self.plugins.records[name].settings
+
+    def plugin_status(self, name: str) -> str | None:
+        """A plugin's state: ``enabled`` (running), ``off`` (switched off), ``disabled`` or ``failed``; None when not installed.
+
+        A plugin that cooperates with another asks before using it; a plugin's
+        ``shutdown`` tells an operator's switch (``off``) from the server stopping.
+        """
+        record = self.plugins.records.get(name)
+        return record.state if record is not None else None
+
+    @property
+    def hook(self) -> Hooks:
+        """The contract's hooks over the kernel and every running plugin, for a plugin that offers a hook point to others.
+
+        ``await collect_async(kernel.hook.post_widgets(request=..., viewer=..., post=...))``
+        is how the feed asks every plugin for widgets under a post.
+        """
+        return self.plugins.hook
+
+    def bot_account(self, username: str, display_name: str) -> User:
+        """The account of a bot the deployment runs itself (the calls' echo), made on first use.
+
+        It has no password, so nobody can log in as it, and its username may be
+        a reserved one. Several processes may ask at once: one makes it and every
+        one gets it. Blocking: call it off the event loop.
+        """
+        found = self.identity.user_by_username(username)
+        if found is not None:
+            return found
+        try:
+            return self.identity.create_user(username, NO_PASSWORD, display_name)
+        except ApiError:  # another process made it first
+            found = self.identity.user_by_username(username)
+            if found is None:
+                raise
+            return found
 
     # Lifecycle --------------------------------------------------------------------
 
@@ -244,11 +283,11 @@ class Kernel:
             for record in reversed([record for record in changed if not record.running]):
                 await self.plugins.stop_one(record, self)
                 logger.info("plugin %s is now off", record.name)
-                await self.plugins.notify("plugin_switched", kernel=self, plugin=record.name, enabled=False)
+                await settle(self.plugins.hook.plugin_switched(kernel=self, plugin=record.name, enabled=False))
             for record in [record for record in changed if record.running]:
                 if await self.plugins.start_one(record, self):
                     logger.info("plugin %s is now on", record.name)
-                    await self.plugins.notify("plugin_switched", kernel=self, plugin=record.name, enabled=True)
+                    await settle(self.plugins.hook.plugin_switched(kernel=self, plugin=record.name, enabled=True))
 
     async def switch_plugin(self, name: str, enabled: bool, actor: User | str) -> PluginRecord:
         """Switch a plugin on or off for the whole deployment, persisted and audited; effective everywhere within seconds."""
@@ -301,47 +340,11 @@ class Kernel:
             self.entitlements.forget(grant.user_id)
             user = await anyio.to_thread.run_sync(self.identity.user_by_id, grant.user_id)
             if user is not None:
-                await self.plugins.notify("entitlements_changed", kernel=self, user=user, plan=grant.plan, change=change, grant=grant)
-
-    # Web ----------------------------------------------------------------------------
-
-    def _make_templates(self) -> Jinja2Templates:
-        plugin_loaders = {
-            record.name: jinja2.FileSystemLoader(record.manifest.templates)
-            for record in self.plugins.records.values()
-            if record.manifest and record.manifest.templates
-        }
-        loader = jinja2.ChoiceLoader([jinja2.FileSystemLoader(KERNEL_DIR / "templates"), jinja2.PrefixLoader(plugin_loaders)])
-        env = jinja2.Environment(loader=loader, autoescape=True, trim_blocks=True, lstrip_blocks=True)
-        env.globals["feature"] = _feature_in_template
-        return Jinja2Templates(env=env)
-
-    def static_routes(self) -> list[BaseRoute]:
-        routes: list[BaseRoute] = [Mount("/static/kernel", StaticFiles(directory=KERNEL_DIR / "static"), name="static")]
-        for record in self.plugins.records.values():
-            if record.manifest and record.manifest.static:
-                files = PluginGate(StaticFiles(directory=record.manifest.static), record)
-                routes.append(Mount(f"/static/plugins/{record.name}", files))
-        return routes
-
-    def plugin_routes(self) -> list[BaseRoute]:
-        return [route for record in self.plugins.records.values() for route in record.routes]
-
-
-@jinja2.pass_context
-def _feature_in_template(context: jinja2.runtime.Context, key: str) -> Any:
-    """``feature('calls.video')`` in a template: the check for the viewer, truthy when allowed,
-    with ``.locked``, ``.plan``, ``.upgrade_url`` and ``.message`` otherwise."""
-    return context["kernel"].entitlements.check(context.get("user"), key)
+                await settle(self.plugins.hook.entitlements_changed(kernel=self, user=user, plan=grant.plan, change=change, grant=grant))
 
 
 def _id(user: User | int) -> int:
     return user if isinstance(user, int) else user.id
-
-
-def get_kernel(connection: HTTPConnection) -> Kernel:
-    """The kernel serving this request or websocket."""
-    return connection.scope.get("everything.kernel") or connection.app.state.kernel
 
 
 def create_app(settings: Settings | None = None, *, plugins: Mapping[str, Any] | None = None) -> Starlette:
@@ -350,20 +353,6 @@ def create_app(settings: Settings | None = None, *, plugins: Mapping[str, Any] |
     :param plugins: extra plugins by name, as modules or import paths, as if
         they had been installed with an entry point (used by tests and the kit).
     """
-    from kernel import (
-        api_admin,
-        api_auth,
-        api_directory,
-        api_entitlements,
-        api_notifications,
-        api_operations,
-        pages,
-        pages_account,
-        pages_admin,
-    )
-    from kernel.error_pages import exception_handlers
-    from kernel.realtime import websocket_endpoint
-
     settings = settings or load_settings()
     kernel = Kernel(settings, plugins)
 
@@ -375,19 +364,13 @@ def create_app(settings: Settings | None = None, *, plugins: Mapping[str, Any] |
         finally:
             await kernel.stop()
 
+    records = list(kernel.plugins.records.values())
     routes: list[BaseRoute] = [
-        *api_operations.routes,
-        *api_auth.routes,
-        *api_directory.routes,
-        *api_entitlements.routes,
-        *api_notifications.routes,
-        *api_admin.routes,
+        *api.routes,
         WebSocketRoute("/ws", websocket_endpoint),
-        *kernel.plugin_routes(),
+        *plugin_routes(records),
         *pages.routes,
-        *pages_account.routes,
-        *pages_admin.routes,
-        *kernel.static_routes(),
+        *static_routes(records),
     ]
     middleware = [
         Middleware(RequestLogMiddleware, enabled=settings.log.requests),
@@ -398,4 +381,3 @@ def create_app(settings: Settings | None = None, *, plugins: Mapping[str, Any] |
     app.router = KernelRouter(routes, lifespan=lifespan)
     app.state.kernel = kernel
     return app
-

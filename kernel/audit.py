@@ -10,10 +10,10 @@ from typing import Any
 
 from sqlalchemy import Connection, insert, select
 
-from kernel.address_book import Page, decode_cursor, encode_cursor
-from kernel.db import Database
 from kernel.identity import User, iso
-from kernel.models import audit_log, utcnow
+from kernel.pagination import Page, decode_cursor, encode_cursor
+from kernel.storage.database import Database
+from kernel.storage.models import audit_log, utcnow
 
 
 def actor_label(actor: User | str) -> tuple[int | None, str]:

@@ -140,10 +140,11 @@ def cmd_plugins_switch(args: argparse.Namespace) -> int:
 
 
 def cmd_plugins_check(args: argparse.Namespace) -> int:
-    from kernel import plugin_check
+    from kernel.app import Kernel
+    from kernel.plugin import check as plugin_check
 
     try:
-        report = plugin_check.check(args.target)
+        report = plugin_check.check(args.target, Kernel)
     except Exception as exc:  # a plugin that cannot even be imported is a breach, said plainly
         print(f"plugin {args.target}:\n  FAIL  cannot be loaded: {exc}\n1 breach(es)")
         return 1
@@ -318,7 +319,7 @@ def run_plugin_command(argv: list[str], plugins: Mapping[str, Any] | None = None
 
     ``plugins`` adds modules to discover by name, as ``create_app`` takes them (tests use it).
     """
-    from kernel.contract import Command
+    from kernel.plugin.contract import Command
 
     name = argv[0]
     common = argparse.ArgumentParser(add_help=False)
@@ -330,7 +331,7 @@ def run_plugin_command(argv: list[str], plugins: Mapping[str, Any] | None = None
     if record is None or not record.running:
         print(f"error: '{name}' is neither a command nor a running plugin; see everything --help", file=sys.stderr)
         return 2
-    commands = [item for item in kernel.plugins.call_one(record, "register_commands", kernel=kernel) or [] if isinstance(item, Command)]
+    commands = [item for item in kernel.plugins.hook_of(record).register_commands(kernel=kernel) or [] if isinstance(item, Command)]
     parser = argparse.ArgumentParser(prog=f"everything {name}", description=f"Commands of the {record.title} plugin.")
     actions = parser.add_subparsers(dest="action", required=True)
     for command in commands:

@@ -13,7 +13,7 @@ from __future__ import annotations
 import hashlib
 import logging
 import time
-from collections.abc import Callable, Iterable
+from collections.abc import Callable, Iterable, Sequence
 from dataclasses import dataclass, field
 from datetime import datetime, timedelta
 from typing import TYPE_CHECKING, Any
@@ -21,15 +21,15 @@ from typing import TYPE_CHECKING, Any
 from sqlalchemy import Connection, and_, bindparam, insert, or_, select, update
 
 from kernel import audit
-from kernel.contract import Feature
 from kernel.errors import ApiError
 from kernel.identity import User, iso
-from kernel.models import grants, utcnow
+from kernel.plugin.contract import Feature
 from kernel.settings import PlanSettings, SettingsError
+from kernel.storage.models import grants, utcnow
 
 if TYPE_CHECKING:
     from kernel.app import Kernel
-    from kernel.plugins import PluginRecord
+    from kernel.plugin.manager import PluginRecord
 
 logger = logging.getLogger("everything.entitlements")
 
@@ -247,7 +247,7 @@ class Entitlements:
 
     # The catalog --------------------------------------------------------------------
 
-    def build_catalog(self, records: Iterable[PluginRecord], fail: Callable[[PluginRecord, str], None]) -> None:
+    def build_catalog(self, records: Sequence[PluginRecord], fail: Callable[[PluginRecord, str], None]) -> None:
         """Place every booted plugin's features in their plans, as the operator's settings say.
 
         A feature naming a plan the deployment lacks fails its plugin; the
@@ -255,8 +255,8 @@ class Entitlements:
         """
         plans = self.catalog.plans
         moved: dict[str, str] = {}
-        for name, plan in self.kernel.settings.plans.items():
-            for key in plan.features:
+        for name, configured in self.kernel.settings.plans.items():
+            for key in configured.features:
                 if key in moved:
                     raise SettingsError(f"invalid setting 'plans.{name}.features': '{key}' is also in plan '{moved[key]}'")
                 moved[key] = name
@@ -271,11 +271,11 @@ class Entitlements:
                 declared += [(feature, record) for feature in record.features]
         closures = {name: _includes_closure(plans, name) for name in plans}
         features: dict[str, FeatureInfo] = {}
-        for feature, record in declared:
+        for feature, owner in declared:
             plan = moved.get(feature.key, feature.plan)
             unlocked_by = frozenset(name for name, closure in closures.items() if plan in closure)
-            features[feature.key] = FeatureInfo(feature, record.name if record else "kernel", plan, unlocked_by)
-            self._plugin_of[feature.key] = record
+            features[feature.key] = FeatureInfo(feature, owner.name if owner else "kernel", plan, unlocked_by)
+            self._plugin_of[feature.key] = owner
         booted = {record.name for record in records}
         for key, plan_name in moved.items():
             prefix = key.split(".", 1)[0]
@@ -286,6 +286,14 @@ class Entitlements:
     def running_features(self) -> list[FeatureInfo]:
         """The features of the kernel and of every running plugin, in declaration order."""
         return [info for info in self.catalog.features.values() if self._plugin_running(info.key)]
+
+    def plans_json(self) -> list[dict[str, Any]]:
+        """Every plan with its price and the features it unlocks (its own and those of the plans it includes)."""
+        features = self.running_features()
+        return [
+            {**plan.as_json(), "features": [info.key for info in features if plan.name in info.unlocked_by or info.plan == FREE]}
+            for plan in self.catalog.plans.values()
+        ]
 
     def _plugin_running(self, key: str) -> bool:
         record = self._plugin_of.get(key)
@@ -412,14 +420,15 @@ class Entitlements:
             ends_at = start + timedelta(days=days)
         if ends_at is not None and ends_at <= start:
             raise ApiError(422, "validation_error", "ends_at: must be after the start", field="ends_at")
+        reference, created_at = reference[:200], utcnow()
         values = {
             "user_id": user.id,
             "plan": plan,
             "source": source,
             "starts_at": start,
             "ends_at": ends_at,
-            "reference": reference[:200],
-            "created_at": utcnow(),
+            "reference": reference,
+            "created_at": created_at,
             "revoked_at": None,
             "start_notified": False,
             "end_notified": False,
@@ -433,7 +442,7 @@ class Entitlements:
 
         grant_id = self.db.write(work)
         self.forget(user.id)
-        return Grant(grant_id, user.id, plan, source, start, ends_at, values["reference"], values["created_at"], None)
+        return Grant(grant_id, user.id, plan, source, start, ends_at, reference, created_at, None)
 
     def revoke(self, user: User, plan: str, *, actor: User | str = "system", source: str | None = None, reference: str | None = None) -> list[Grant]:
         """End every current or scheduled grant of ``plan`` to ``user`` now (only those of ``source``/``reference`` when given).

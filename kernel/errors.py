@@ -7,9 +7,11 @@ status; pages answer a readable page inside the layout. Route code raises
 
 from __future__ import annotations
 
-from typing import Any
+from typing import Any, TypeVar
 
-from pydantic import ValidationError
+from pydantic import BaseModel, ValidationError
+
+M = TypeVar("M", bound=BaseModel)
 
 
 class ApiError(Exception):
@@ -47,6 +49,14 @@ def validation_error(exc: ValidationError) -> ApiError:
     elif message.startswith("Value error, "):
         message = message[len("Value error, "):]
     return ApiError(422, "validation_error", f"{field}: {message}" if field else message, field=field)
+
+
+def validate(model: type[M], data: dict[str, Any]) -> M:
+    """``data`` as ``model``, or the 422 that names the first bad field (forms use it too)."""
+    try:
+        return model.model_validate(data)
+    except ValidationError as exc:
+        raise validation_error(exc) from None
 
 
 STATUS_CODES = {

@@ -23,9 +23,9 @@ from typing import Any
 from sqlalchemy import Connection, bindparam, delete, func, insert, select, update
 from sqlalchemy.exc import IntegrityError
 
-from kernel.db import Database
 from kernel.errors import ApiError
-from kernel.models import api_tokens, sessions, users, utcnow
+from kernel.storage.database import Database, inserted_id
+from kernel.storage.models import api_tokens, sessions, users, utcnow
 
 USERNAME = re.compile(r"[A-Za-z0-9_]{4,15}")  # always with fullmatch: "$" would let a trailing newline in
 
@@ -72,6 +72,7 @@ def hash_secret(secret: str) -> str:
 
 
 def iso(moment: datetime | None) -> str | None:
+    """A stored time (UTC, without tzinfo) as the API shows it: ``2026-12-07T15:19:12Z``; None stays None."""
     return None if moment is None else moment.isoformat(timespec="seconds") + "Z"
 
 
@@ -203,10 +204,16 @@ class Identity:
             "is_admin": False,
         }
         try:
-            user_id = self.db.write(lambda conn: conn.execute(insert(users).values(values)).inserted_primary_key[0])
+            user_id = self.db.write(lambda conn: inserted_id(conn.execute(insert(users).values(values))))
         except IntegrityError:
             raise ApiError(409, "username_taken", f"username: '{username}' is taken", field="username") from None
-        return self.user_by_id(user_id)  # type: ignore[return-value]
+        return self._account(user_id)
+
+    def _account(self, user_id: int) -> User:
+        """An account this instance has just written: accounts are never deleted, so it exists."""
+        user = self.user_by_id(user_id)
+        assert user is not None, f"account {user_id} is missing"
+        return user
 
     def user_by_id(self, user_id: int) -> User | None:
         cached = self._users.get(user_id)
@@ -257,7 +264,7 @@ class Identity:
         if values:
             self.db.write(lambda conn: conn.execute(update(users).where(users.c.id == user_id).values(values)))
         self.forget_user(user_id)
-        return self.user_by_id(user_id)  # type: ignore[return-value]
+        return self._account(user_id)
 
     def set_password(self, user_id: int, password_hash: str, keep_session_id: int | None) -> None:
         """Change the password and end every other session of the user."""
@@ -294,7 +301,7 @@ class Identity:
             "user_agent": user_agent[:200],
             "ip": ip[:64],
         }
-        session_id = self.db.write(lambda conn: conn.execute(insert(sessions).values(values)).inserted_primary_key[0])
+        session_id = self.db.write(lambda conn: inserted_id(conn.execute(insert(sessions).values(values))))
         return secret, session_id
 
     def list_sessions(self, user_id: int, current_id: int | None) -> list[dict[str, Any]]:
@@ -329,7 +336,7 @@ class Identity:
         secret = "ev_" + secrets.token_urlsafe(32)
         now = utcnow()
         values = {"user_id": user_id, "name": name, "token_hash": hash_secret(secret), "created_at": now}
-        token_id = self.db.write(lambda conn: conn.execute(insert(api_tokens).values(values)).inserted_primary_key[0])
+        token_id = self.db.write(lambda conn: inserted_id(conn.execute(insert(api_tokens).values(values))))
         return {"id": token_id, "name": name, "token": secret, "created_at": iso(now)}
 
     def list_tokens(self, user_id: int) -> list[dict[str, Any]]:

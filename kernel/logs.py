@@ -43,7 +43,7 @@ class JsonFormatter(logging.Formatter):
         return _ENCODER.encode(entry)
 
 
-class JsonLinesHandler(logging.StreamHandler):  # type: ignore[type-arg]
+class JsonLinesHandler(logging.StreamHandler[TextIO]):
     """JSON lines on a stream, written in batches rather than one write and flush per line.
 
     A line waits at most ``delay`` seconds (a daemon thread flushes); a
@@ -69,12 +69,18 @@ class JsonLinesHandler(logging.StreamHandler):  # type: ignore[type-arg]
 
     def emit_line(self, line: str) -> None:
         """Write one already formatted JSON line (see :func:`request_line`)."""
-        with self.lock:  # type: ignore[union-attr]
+        self.acquire()
+        try:
             self._add(line, urgent=False)
+        finally:
+            self.release()
 
     def flush(self) -> None:
-        with self.lock:  # type: ignore[union-attr]
+        self.acquire()
+        try:
             self._write_pending()
+        finally:
+            self.release()
 
     def _add(self, line: str, urgent: bool) -> None:
         self.pending.append(line)
@@ -127,7 +133,7 @@ def configure(level: str) -> None:
     root.setLevel(level)
     # The lines show neither the caller's frame nor its thread or process:
     # skip collecting them (the logging HOWTO, "Optimization").
-    logging._srcfile = None  # type: ignore[attr-defined]
+    logging._srcfile = None
     logging.logThreads = False
     logging.logProcesses = False
     logging.logMultiprocessing = False
@@ -136,7 +142,7 @@ def configure(level: str) -> None:
         logging.getLogger(name).propagate = True
 
 
-_quote = json.encoder.encode_basestring  # type: ignore[attr-defined]
+_quote = json.encoder.encode_basestring
 
 
 def request_line(

@@ -8,14 +8,15 @@ every open tab can update its badge without asking.
 from __future__ import annotations
 
 import json
+from collections.abc import Sequence
 from typing import TYPE_CHECKING, Any
 
-from sqlalchemy import Connection, and_, func, insert, select, update
+from sqlalchemy import Connection, Row, and_, func, insert, select, update
 
-from kernel.address_book import Page, decode_cursor, encode_cursor
 from kernel.errors import ApiError
 from kernel.identity import CACHE_SECONDS, TtlCache, User, iso
-from kernel.models import notifications, utcnow
+from kernel.pagination import Page, decode_cursor, encode_cursor
+from kernel.storage.models import notifications, utcnow
 
 if TYPE_CHECKING:
     from kernel.app import Kernel
@@ -104,7 +105,7 @@ class Notifications:
         if unread_only:
             query = query.where(notifications.c.read_at.is_(None))
 
-        def work(conn: Connection) -> tuple[list[Any], int]:
+        def work(conn: Connection) -> tuple[Sequence[Row[Any]], int]:
             return conn.execute(query).all(), _count_unread(conn, user.id)
 
         rows, unread = self.db.read(work)
@@ -117,7 +118,7 @@ class Notifications:
         results = [self._json(row._mapping, people.get(row.actor_id)) for row in rows]
         return Page(results, encode_cursor(rows[-1].id) if more else None), unread
 
-    async def mark_read(self, user: User, ids: list[int] | None) -> int:
+    async def mark_read(self, user: User, ids: Sequence[int] | None) -> int:
         """Mark the given notifications (all of them when None) read; returns the unread count left.
 
         Other tabs of the user hear of it, so their badges agree.

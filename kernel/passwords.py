@@ -22,3 +22,7 @@ def verify_password(password_hash: str | None, password: str) -> bool:
         return _hasher.verify(password_hash or _DUMMY_HASH, password) and password_hash is not None
     except (VerificationError, InvalidHashError):
         return False
+
+
+# Stored for accounts nobody logs in as (the deployment's own bots): no password verifies against it.
+NO_PASSWORD = "!"

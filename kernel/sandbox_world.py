@@ -2,7 +2,7 @@
 
 ``everything sandbox`` signs the cast up, grants their plans, makes the
 operator and the follows and contacts; then every running plugin adds its
-part through :func:`kernel.hookspecs.seed_sandbox`, reading the cast from a
+part through :func:`kernel.plugin.hookspecs.seed_sandbox`, reading the cast from a
 :class:`SandboxWorld`.
 """
 

@@ -18,8 +18,9 @@ import os
 import re
 import secrets
 import tomllib
+from collections.abc import Mapping
 from pathlib import Path
-from typing import Any, Literal, Mapping
+from typing import Any, Literal
 
 from pydantic import BaseModel, ConfigDict, Field, SecretStr, ValidationError, field_validator
 from sqlalchemy.engine import make_url
@@ -44,12 +45,12 @@ class _Section(BaseModel):
 
 class ServerSettings(_Section):
     host: str = "127.0.0.1"
-    port: int = Field(8000, ge=0, le=65535)
+    port: int = Field(default=8000, ge=0, le=65535)
     # Public address of the deployment, used in links such as upgrade URLs.
     base_url: str | None = None
     # Behind a TLS-terminating proxy the app sees http; this forces Secure cookies.
     https: bool = False
-    max_body_bytes: int = Field(1024 * 1024, ge=1024)
+    max_body_bytes: int = Field(default=1024 * 1024, ge=1024)
 
 
 class DatabaseSettings(_Section):
@@ -74,11 +75,11 @@ class DatabaseSettings(_Section):
 
 
 class AuthSettings(_Section):
-    session_days: int = Field(30, ge=1)
-    min_password_length: int = Field(8, ge=8, le=1024)
-    login_failures_per_username: int = Field(10, ge=1)
-    login_failures_per_client: int = Field(30, ge=1)
-    login_window_seconds: int = Field(300, ge=1)
+    session_days: int = Field(default=30, ge=1)
+    min_password_length: int = Field(default=8, ge=8, le=1024)
+    login_failures_per_username: int = Field(default=10, ge=1)
+    login_failures_per_client: int = Field(default=30, ge=1)
+    login_window_seconds: int = Field(default=300, ge=1)
     reserved_usernames: list[str] = Field(default_factory=list)
 
 
@@ -105,8 +106,8 @@ class PlanSettings(_Section):
     title: str | None = None
     description: str = ""
     # In minor units (cents) per interval; 0 is free of charge.
-    price: int = Field(0, ge=0)
-    currency: str = Field("USD", pattern=r"^[A-Z]{3}$")
+    price: int = Field(default=0, ge=0)
+    currency: str = Field(default="USD", pattern=r"^[A-Z]{3}$")
     interval: Literal["month", "year"] = "month"
     includes: list[str] = Field(default_factory=list)
     features: list[str] = Field(default_factory=list)
@@ -117,19 +118,19 @@ class EntitlementsSettings(_Section):
     upgrade_url: str = "/premium"
     # How often each process re-reads the operator's switches, and how long it
     # trusts cached plans: changes made by another process show within this.
-    refresh_seconds: float = Field(2.0, gt=0, le=60)
+    refresh_seconds: float = Field(default=2.0, gt=0, le=60)
 
 
 class RealtimeSettings(_Section):
-    heartbeat_seconds: float = Field(25.0, gt=0)
-    max_message_bytes: int = Field(64 * 1024, ge=256)
+    heartbeat_seconds: float = Field(default=25.0, gt=0)
+    max_message_bytes: int = Field(default=64 * 1024, ge=256)
     # Per connection: a token bucket of this rate and burst.
-    messages_per_second: float = Field(20.0, gt=0)
-    burst: int = Field(60, ge=1)
+    messages_per_second: float = Field(default=20.0, gt=0)
+    burst: int = Field(default=60, ge=1)
     # Messages waiting for a slow client before it is disconnected.
-    send_queue: int = Field(256, ge=1)
+    send_queue: int = Field(default=256, ge=1)
     # Bad messages tolerated per minute before the socket is closed.
-    max_bad_messages: int = Field(30, ge=1)
+    max_bad_messages: int = Field(default=30, ge=1)
 
     @property
     def max_frame_bytes(self) -> int:

@@ -17,10 +17,10 @@ from sqlalchemy import Connection, delete, insert, select, update
 from sqlalchemy.exc import IntegrityError
 
 from kernel import audit
-from kernel.db import Database
 from kernel.errors import ApiError
 from kernel.identity import User
-from kernel.models import feature_rollouts, plugin_switches, utcnow
+from kernel.storage.database import Database
+from kernel.storage.models import feature_rollouts, plugin_switches, utcnow
 
 T = TypeVar("T")
 

@@ -6,7 +6,8 @@ from typing import TYPE_CHECKING
 
 from markupsafe import Markup, escape
 
-from kernel.contract import TextEntity
+from kernel.plugin.answers import collect
+from kernel.plugin.contract import TextEntity
 
 if TYPE_CHECKING:
     from kernel.app import Kernel
@@ -25,7 +26,7 @@ def pick_entities(text: str, found: list[TextEntity]) -> list[TextEntity]:
 
 def render_text(kernel: Kernel, text: str) -> tuple[Markup, list[TextEntity]]:
     """The text as HTML, with every running plugin's entities (the ``text_entities`` hook), and those entities."""
-    found = [item for item in kernel.plugins.collect("text_entities", kernel=kernel, text=text) if isinstance(item, TextEntity)]
+    found = [item for item in collect(kernel.plugins.hook.text_entities(kernel=kernel, text=text)) if isinstance(item, TextEntity)]
     entities = pick_entities(text, found)
     parts: list[str] = []
     position = 0

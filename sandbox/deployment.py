@@ -26,12 +26,7 @@ from typing import IO
 
 import uvicorn
 
-from kernel import admin, logs
-from kernel.api_auth import ProfileIn, sign_up, update_profile
-from kernel.app import Kernel, create_app
-from kernel.identity import User
-from kernel.models import utcnow
-from kernel.sandbox_world import SandboxWorld
+from kernel import Kernel, SandboxWorld, User, admin, create_app, logs, utcnow
 from kernel.settings import Settings, load_settings, throwaway
 from sandbox import cast
 
@@ -39,14 +34,25 @@ log = logging.getLogger("sandbox")
 
 
 class SandboxServer(uvicorn.Server):
-    """uvicorn, except that Ctrl+C first stops the bots: they hang up and leave before the server goes."""
+    """uvicorn, except that Ctrl+C first stops the bots: they hang up and leave before the server goes.
+
+    Made inside the event loop that serves it.
+    """
 
     stop_requested = False
+
+    def __init__(self, config: uvicorn.Config) -> None:
+        super().__init__(config)
+        # Set by the first Ctrl+C (or SIGTERM), and when the server ends on its own: the sandbox winds down.
+        self.stopping = asyncio.Event()
+        self._loop = asyncio.get_running_loop()
 
     def handle_exit(self, sig: int, frame: FrameType | None) -> None:
         if self.stop_requested:  # a second Ctrl+C: stop now
             self.should_exit = self.force_exit = True
         self.stop_requested = True
+        # A signal handler interrupts the loop wherever it is: the loop sets the event, woken by this call.
+        self._loop.call_soon_threadsafe(self.stopping.set)
 
 
 def sandbox_settings(folder: Path, config: str | None, host: str, port: int) -> Settings:
@@ -69,17 +75,17 @@ async def seed_cast(kernel: Kernel, password: str, rng: random.Random) -> dict[s
     """Sign the cast up as the sign-up page would, then grant plans, make the operator, follows and contacts."""
     users: dict[str, User] = {}
     for person in cast.CAST:
-        user = await sign_up(kernel, person.username, password, person.display_name)
-        user = await update_profile(kernel, user, ProfileIn(bio=person.bio))
+        user = await kernel.accounts.sign_up(person.username, password, person.display_name)
+        user = await kernel.accounts.update_profile(user, bio=person.bio)
         for plan in person.plans:
             await kernel.grant(user, plan)
         if person.operator:
             admin.set_admin(kernel, user, True, "sandbox")
         users[person.username] = user
     for follower, followee in cast.follows(rng):
-        kernel.address_book.follow(users[follower], users[followee])
+        await kernel.directory.follow(users[follower], users[followee])
     for owner, other, nickname in cast.contacts(rng):
-        kernel.address_book.add_contact(users[owner], users[other], nickname)
+        await kernel.directory.add_contact(users[owner], users[other], nickname)
     return users
 
 
@@ -89,7 +95,7 @@ async def seed_plugins(kernel: Kernel, world: SandboxWorld, errors: IO[str]) -> 
         # A generator per plugin: one plugin's draws never shift another's world.
         world.random = random.Random(f"{world.seed}:{record.name}")
         try:
-            seeded = kernel.plugins.call_one(record, "seed_sandbox", kernel=kernel, world=world)
+            seeded = kernel.plugins.hook_of(record).seed_sandbox(kernel=kernel, world=world)
             if inspect.isawaitable(seeded):
                 await seeded
         except Exception as exc:
@@ -121,6 +127,7 @@ async def serve_sandbox(settings: Settings, password: str, seed: int, out: IO[st
     server = SandboxServer(uvicorn.Config(app, host=settings.server.host, port=settings.server.port, log_config=None,
                                           access_log=False, ws_max_size=settings.realtime.max_frame_bytes))
     serving = asyncio.create_task(server.serve())
+    serving.add_done_callback(lambda _: server.stopping.set())
     while not server.started:
         if serving.done():
             return 1
@@ -137,19 +144,16 @@ async def serve_sandbox(settings: Settings, password: str, seed: int, out: IO[st
         world.users.update(await seed_cast(kernel, password, world.random))
         await seed_plugins(kernel, world, errors)
 
-    def stopping() -> bool:
-        return server.stop_requested or serving.done()
-
     seeding = asyncio.create_task(seed_world())
+    stopped = asyncio.create_task(server.stopping.wait())
     try:
         # Ctrl+C while seeding stops it there, rather than after a table of logins nobody will use.
-        while not seeding.done() and not stopping():
-            await asyncio.sleep(0.1)
+        await asyncio.wait((seeding, stopped), return_when=asyncio.FIRST_COMPLETED)
         if not seeding.done():
             seeding.cancel()
         with contextlib.suppress(asyncio.CancelledError):
             await seeding
-        if not stopping():
+        if not server.stopping.is_set():
             print(f"Everything sandbox: {url}", file=out)
             print(f"Data: {settings.data_dir} (throwaway)", file=out)
             print(f"Password of every login: {password}", file=out)
@@ -157,9 +161,9 @@ async def serve_sandbox(settings: Settings, password: str, seed: int, out: IO[st
             print(logins_table(world), file=out)
             print("", file=out)
             print("Ready. Press Ctrl+C to stop.", file=out, flush=True)
-        while not stopping():
-            await asyncio.sleep(0.1)
+        await stopped
     finally:
+        stopped.cancel()
         await world.stop_background()
         server.should_exit = True
         await serving

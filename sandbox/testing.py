@@ -20,23 +20,25 @@ then, in a test::
             call = await alice.call("bobby")
             await call.wait_connected()
 
-Each deployment is a real server (uvicorn on a free loopback port, in a
-thread) over its own temporary folder, the embedded SQLite database and
-the in-process bus, stopped when the test ends. Everything goes through
-the public API: sign-up, the JSON API (``httpx``), the realtime websocket,
-and WebRTC for the calls and Spaces clients.
+Each deployment is a real server (:class:`LiveServer`: uvicorn on a free
+loopback port, in a thread; it serves an app of your own as well) over its
+own temporary folder, the embedded SQLite database and the in-process bus,
+stopped when the test ends. Everything goes through the public API:
+sign-up, the JSON API (``httpx``), the realtime websocket, and WebRTC for
+the calls and Spaces clients.
 """
 
 from __future__ import annotations
 
 import asyncio
 import json
+import socket
 import threading
 import time
 from collections.abc import Callable, Iterator, Sequence
 from contextlib import ExitStack, contextmanager
 from pathlib import Path
-from typing import Any
+from typing import Any, Self
 
 import httpx
 import pytest
@@ -88,7 +90,7 @@ class Realtime:
 class World:
     """One throwaway deployment, served for the length of a test."""
 
-    def __init__(self, app: Starlette, server: _Served, stack: ExitStack) -> None:
+    def __init__(self, app: Starlette, server: LiveServer, stack: ExitStack) -> None:
         self.app = app
         self.kernel = app.state.kernel
         self.url = server.url
@@ -144,24 +146,26 @@ class World:
         return SpaceClient(self.url, token=self.tokens[username], **options)
 
 
-class _Served:
-    """The app under uvicorn on a free loopback port, in a thread of its own, lifespan and all."""
+class LiveServer:
+    """An app under uvicorn on a free loopback port, in a thread of its own, lifespan and all.
+
+    ``with LiveServer(app) as server:`` serves ``app`` until the block ends;
+    ``server.url`` is its base URL, and ``server.run(coroutine)`` runs a
+    coroutine on the server's event loop, where the app's tasks live. The
+    loop is the one uvicorn chooses, as for ``everything serve`` (uvloop
+    where it is installed).
+    """
 
     def __init__(self, app: Starlette) -> None:
-        self.server = uvicorn.Server(uvicorn.Config(app, host="127.0.0.1", port=0, log_config=None, access_log=False))
-        self.loop: asyncio.AbstractEventLoop | None = None
-        self.thread = threading.Thread(target=lambda: asyncio.run(self._serve()), daemon=True)
+        self.server = _Uvicorn(uvicorn.Config(app, host="127.0.0.1", port=0, log_config=None, access_log=False))
+        self.thread = threading.Thread(target=self.server.run, daemon=True)
 
-    async def _serve(self) -> None:
-        self.loop = asyncio.get_running_loop()
-        await self.server.serve()
-
-    def __enter__(self) -> _Served:
+    def __enter__(self) -> Self:
         self.thread.start()
         deadline = time.monotonic() + 30
         while not self.server.started:
             if time.monotonic() > deadline or not self.thread.is_alive():
-                raise RuntimeError("the deployment's server did not start")
+                raise RuntimeError("the live server did not start")
             time.sleep(0.02)
         return self
 
@@ -171,13 +175,23 @@ class _Served:
         return f"http://{host}:{port}"
 
     def run(self, coroutine: Any) -> Any:
-        """Run ``coroutine`` on the server's event loop (where the app's tasks live) and return its result."""
-        assert self.loop is not None
-        return asyncio.run_coroutine_threadsafe(coroutine, self.loop).result(TIMEOUT)
+        """Run ``coroutine`` on the server's event loop and return its result (TimeoutError after 15 s)."""
+        assert self.server.loop is not None
+        return asyncio.run_coroutine_threadsafe(coroutine, self.server.loop).result(TIMEOUT)
 
     def __exit__(self, *exc: object) -> None:
         self.server.should_exit = True
         self.thread.join(timeout=20)
+
+
+class _Uvicorn(uvicorn.Server):
+    """uvicorn's server, keeping hold of the event loop it serves on."""
+
+    loop: asyncio.AbstractEventLoop | None = None
+
+    async def serve(self, sockets: list[socket.socket] | None = None) -> None:
+        self.loop = asyncio.get_running_loop()
+        await super().serve(sockets)
 
 
 WorldFactory = Callable[..., World]
@@ -193,7 +207,7 @@ def everything(tmp_path: Path) -> Iterator[WorldFactory]:
     deployment's settings (``{"plugins": {"calls": {...}}, "plans": {...}}``).
     """
     from kernel import create_app
-    from kernel.plugins import BUNDLED_PLUGINS
+    from kernel.plugin.manager import BUNDLED_PLUGINS
     from kernel.settings import Settings, throwaway
 
     with ExitStack() as stack:
@@ -206,7 +220,7 @@ def everything(tmp_path: Path) -> Iterator[WorldFactory]:
             enabled = [*(BUNDLED_PLUGINS if plugins is None else plugins), *(extra or {})]
             data["plugins"] = {**data.get("plugins", {}), "enabled": enabled}
             app = create_app(Settings.model_validate(data), plugins=extra)
-            server = stack.enter_context(_Served(app))
+            server = stack.enter_context(LiveServer(app))
             return World(app, server, stack)
 
         yield make

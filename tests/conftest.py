@@ -22,13 +22,16 @@ from typing import Any
 import httpx
 import pytest
 import sqlalchemy
-import uvicorn
 from starlette.applications import Starlette
 from starlette.testclient import TestClient
 
 from kernel import create_app
-from kernel.plugins import BUNDLED_PLUGINS
+from kernel.plugin.manager import BUNDLED_PLUGINS
 from kernel.settings import Settings, normalise_database_url
+
+# The feature teams' kit, a plugin of these tests (below), serves their live servers: rewrite its asserts as a plugin's.
+pytest.register_assert_rewrite("sandbox.testing")
+from sandbox.testing import LiveServer  # noqa: E402
 
 # The browser tests' Chromium fixture lives with the rest of their kit; the feature teams' kit is tested through its fixture.
 pytest_plugins = ["tests.browser_kit", "sandbox.testing"]
@@ -164,32 +167,6 @@ def assert_error(response: httpx.Response, status: int, code: str) -> dict[str, 
     assert error["code"] == code, error
     assert isinstance(error["message"], str) and error["message"]
     return error
-
-
-class LiveServer:
-    """An application served by uvicorn on a free loopback port, in a background thread."""
-
-    def __init__(self, app: Starlette) -> None:
-        self.server = uvicorn.Server(uvicorn.Config(app, host="127.0.0.1", port=0, log_config=None, access_log=False))
-        self.thread = threading.Thread(target=self.server.run, daemon=True)
-
-    def __enter__(self) -> LiveServer:
-        self.thread.start()
-        deadline = time.monotonic() + 20
-        while not self.server.started:
-            if time.monotonic() > deadline or not self.thread.is_alive():
-                raise RuntimeError("the live server did not start")
-            time.sleep(0.02)
-        return self
-
-    @property
-    def url(self) -> str:
-        host, port = self.server.servers[0].sockets[0].getsockname()[:2]
-        return f"http://{host}:{port}"
-
-    def __exit__(self, *exc: object) -> None:
-        self.server.should_exit = True
-        self.thread.join(timeout=20)
 
 
 @pytest.fixture

@@ -5,11 +5,12 @@ from __future__ import annotations
 from starlette.applications import Starlette
 
 from plugins.payments.ledger import Ledger
+from plugins.payments.service import PAYMENTS
 from tests.conftest import UserClient
 
 
 def ledger_of(app: Starlette) -> Ledger:
-    return app.state.kernel.plugin_state["payments"].ledger
+    return PAYMENTS.of(app.state.kernel).ledger
 
 
 def fund(app: Starlette, client: UserClient, amount: int) -> None:

@@ -10,6 +10,7 @@ from typing import Any
 import pytest
 
 from kernel.settings import Settings
+from plugins.payments.service import PAYMENTS
 from tests.browser_kit import BROWSER_MARKS, VIEWPORTS, assert_no_horizontal_scroll, signed_up
 from tests.conftest import PASSWORD, LiveServer, make_settings
 
@@ -25,7 +26,7 @@ def settings(tmp_path: Path) -> Settings:
 def fund(server: LiveServer, username: str, amount: int) -> None:
     """Put ``amount`` (minor units) in the user's wallet, as a completed top-up does."""
     kernel = server.server.config.app.state.kernel
-    kernel.plugin_state["payments"].ledger.credit(kernel.user(username).id, amount, "topup", "Top-up")
+    PAYMENTS.of(kernel).ledger.credit(kernel.user(username).id, amount, "topup", "Top-up")
 
 
 def logged_in(browser: Any, server: LiveServer, username: str, device: str) -> Any:

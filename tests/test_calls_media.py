@@ -23,8 +23,8 @@ from pathlib import Path
 import httpx
 import pytest
 
+from kernel import ReceivedMedia
 from plugins.calls.client import Call, CallClient, Media
-from plugins.calls.media import ReceivedMedia
 from tests.conftest import PASSWORD, serve
 
 LOOPBACK = ["127.0.0.1"]

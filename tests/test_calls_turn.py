@@ -25,9 +25,8 @@ from aiortc import RTCIceTransportPolicy, RTCPeerConnection
 from aiortc.mediastreams import MediaStreamTrack
 from starlette.applications import Starlette
 
-from kernel import create_app
-from plugins.calls.ice import ice_servers as ice_servers_for
-from plugins.calls.ice import rtc_configuration, turn_credentials
+from kernel import create_app, rtc_configuration, turn_credentials
+from kernel import ice_servers as ice_servers_for
 from plugins.calls.settings import CallsSettings
 from tests import turn_server as coturn
 from tests.conftest import make_settings, running, sign_up

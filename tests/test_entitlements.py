@@ -12,9 +12,9 @@ from starlette.testclient import TestClient
 
 from kernel import create_app
 from kernel.cli import main as cli
-from kernel.models import utcnow
-from kernel.plugins import BUNDLED_PLUGINS
+from kernel.plugin.manager import BUNDLED_PLUGINS
 from kernel.settings import SettingsError, load_settings
+from kernel.storage.models import utcnow
 from tests.conftest import RECORDER, assert_error, make_operator, recorder_settings, sign_up
 
 HTML = {"accept": "text/html"}

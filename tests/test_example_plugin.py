@@ -2,7 +2,9 @@
 
 from __future__ import annotations
 
+import importlib.metadata
 import json
+import re
 import shutil
 import subprocess
 import sys
@@ -11,7 +13,7 @@ from pathlib import Path
 
 import pytest
 
-from kernel.plugins import BUNDLED_PLUGINS
+from kernel.plugin.manager import BUNDLED_PLUGINS
 from tests.sandbox_process import sandbox_env, started
 
 REPO = Path(__file__).resolve().parent.parent
@@ -45,6 +47,15 @@ def states(site: Path, tmp_path: Path, env: dict[str, str] | None = None) -> dic
     result = everything(site, "plugins", "--json", "--data-dir", str(tmp_path / "data"), env=env)
     assert result.returncode == 0, result.stderr
     return {record["name"]: record for record in json.loads(result.stdout)}
+
+
+def test_the_plugin_depends_on_the_distribution_that_provides_the_kernel(site: Path) -> None:
+    # On the package index "everything" is another project: a plugin naming it would install the wrong thing.
+    polls = importlib.metadata.Distribution.at(next(site.glob("everything_polls-*.dist-info")))
+    required = {re.split(r"[\s<>=!~;\[]", requirement, maxsplit=1)[0] for requirement in polls.requires or []}
+    assert required == {"everything-kernel"}
+    ours = importlib.metadata.distribution("everything-kernel")
+    assert [(point.name, point.value) for point in ours.entry_points if point.group == "console_scripts"] == [("everything", "kernel.cli:main")]
 
 
 def test_an_installed_plugin_is_discovered_by_its_entry_point_and_waits_to_be_enabled(site: Path, tmp_path: Path) -> None:

@@ -10,9 +10,10 @@ from pathlib import Path
 
 import pytest
 
-from kernel import SandboxWorld, create_app, hookspecs, utcnow
+from kernel import SandboxWorld, create_app, utcnow
 from kernel.cli import run_plugin_command
-from kernel.plugins import BUNDLED_PLUGINS
+from kernel.plugin import hookspecs
+from kernel.plugin.manager import BUNDLED_PLUGINS
 from sandbox.deployment import seed_plugins
 from tests.conftest import make_operator, make_settings, running, sign_up
 from tests.plugin_fixtures import recorder

@@ -13,10 +13,11 @@ from alembic.autogenerate import compare_metadata
 from alembic.migration import MigrationContext
 from sqlmodel import SQLModel
 
-import kernel.models  # noqa: F401 - registers the kernel's tables on SQLModel.metadata
-from kernel import create_app, migrate
+import kernel.storage.models  # noqa: F401 - registers the kernel's tables on SQLModel.metadata
+from kernel import create_app
 from kernel.app import Kernel
-from kernel.plugins import BUNDLED_PLUGINS
+from kernel.plugin.manager import BUNDLED_PLUGINS
+from kernel.storage import migrate
 from plugins.calls import models as calls_models
 from plugins.feed import models as feed_models
 from plugins.payments import models as payments_models

@@ -11,7 +11,7 @@ from starlette.testclient import TestClient
 
 from kernel import create_app
 from kernel.logs import JsonFormatter, request_line
-from kernel.plugins import BUNDLED_PLUGINS
+from kernel.plugin.manager import BUNDLED_PLUGINS
 from tests.conftest import make_settings
 
 

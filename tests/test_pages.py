@@ -9,7 +9,7 @@ from starlette.applications import Starlette
 from starlette.testclient import TestClient
 
 from kernel import create_app
-from kernel.plugins import BUNDLED_PLUGINS
+from kernel.plugin.manager import BUNDLED_PLUGINS
 from tests.conftest import PASSWORD, UserClient, make_settings, sign_up
 
 HTML = {"accept": "text/html"}

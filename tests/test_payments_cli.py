@@ -9,6 +9,7 @@ from sqlalchemy import text
 
 from kernel import create_app
 from kernel.cli import main as cli
+from plugins.payments.service import PAYMENTS
 from tests.conftest import make_settings, running, sign_up
 
 
@@ -18,7 +19,7 @@ def deployment_with_a_transfer(tmp_path: Path) -> Path:
     with running(app):
         alice, _ = sign_up(app, "alice"), sign_up(app, "bob_b")
         kernel = app.state.kernel
-        kernel.plugin_state["payments"].ledger.credit(kernel.user("alice").id, 5_000, "topup")
+        PAYMENTS.of(kernel).ledger.credit(kernel.user("alice").id, 5_000, "topup")
         assert alice.post("/api/payments/transfers", json={"to": "bob_b", "amount": 1_000}).status_code == 201
     return data
 

@@ -29,6 +29,7 @@ from sqlalchemy import select
 from kernel.app import Kernel
 from kernel.settings import Settings
 from plugins.payments.models import transactions
+from plugins.payments.service import PAYMENTS
 from tests.conftest import PASSWORD, make_settings, serve_env, serve_process
 
 USERS = 6
@@ -143,7 +144,7 @@ def test_a_server_killed_mid_transfers_keeps_every_answered_transfer_and_sound_b
                 # Funded as an operator's credit is: the ledger's own code on the same database, beside the running server.
                 kernel = Kernel(settings)
                 try:
-                    ledger = kernel.plugin_state["payments"].ledger
+                    ledger = PAYMENTS.of(kernel).ledger
                     for name in names:
                         user = kernel.user(name)
                         assert user is not None

@@ -13,6 +13,7 @@ from starlette.applications import Starlette
 from starlette.testclient import TestClient
 
 from kernel import create_app, utcnow
+from plugins.payments.service import PAYMENTS
 from tests.conftest import UserClient, make_settings, running, sign_up
 from tests.test_pages import HTML, csrf_of
 
@@ -44,12 +45,12 @@ def page(client: TestClient, path: str, status: int = 200) -> str:
 def fund(app: Starlette, username: str, amount: int) -> None:
     """Put ``amount`` (minor units) in the user's wallet, as a completed top-up does."""
     kernel = app.state.kernel
-    kernel.plugin_state["payments"].ledger.credit(kernel.user(username).id, amount, "topup", "Top-up")
+    PAYMENTS.of(kernel).ledger.credit(kernel.user(username).id, amount, "topup", "Top-up")
 
 
 def balance(app: Starlette, username: str) -> int:
     kernel = app.state.kernel
-    return kernel.plugin_state["payments"].ledger.balances(kernel.user(username).id)["wallet"]
+    return PAYMENTS.of(kernel).ledger.balances(kernel.user(username).id)["wallet"]
 
 
 def form_of(text: str, action: str) -> str:
@@ -312,7 +313,7 @@ def test_a_send_without_the_csrf_token_is_refused(app: Starlette, alice: UserCli
 
 def test_back_from_a_top_up_the_wallet_says_whether_the_money_arrived(app: Starlette, alice: UserClient) -> None:
     kernel = app.state.kernel
-    checkout = kernel.plugin_state["payments"].billing.checkouts.create(kernel.user("alice").id, "sandbox", "topup", 2500, "USD")
+    checkout = PAYMENTS.of(kernel).billing.checkouts.create(kernel.user("alice").id, "sandbox", "topup", 2500, "USD")
     assert notice(page(alice, f"/payments/?topup={checkout.id}")) == "Your payment of $25.00 is being confirmed. It shows here once it arrives."
     assert notice(page(alice, "/payments/?topup=someone-elses")) is None
 
@@ -468,7 +469,7 @@ def test_withdrawing_more_than_savings_hold_is_refused_next_to_the_amount(app: S
 def test_interest_shows_in_the_history_and_the_total_earned(app: Starlette, alice: UserClient) -> None:
     fund(app, "alice", 1_000_000_00)
     submit(alice, "/payments/", "/payments/savings/deposit", {"amount": "1000000"})
-    app.state.kernel.plugin_state["payments"].savings.accrue_interest(utcnow().date())
+    PAYMENTS.of(app.state.kernel).savings.accrue_interest(utcnow().date())
     shown = page(alice, "/payments/")
     # $1,000,000 at 5% a year is $136.98 a day, floored.
     assert "<dd data-interest-earned>$136.98</dd>" in shown

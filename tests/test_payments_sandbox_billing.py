@@ -13,6 +13,7 @@ from starlette.applications import Starlette
 
 from kernel import create_app, utcnow
 from plugins.payments.models import subscriptions
+from plugins.payments.service import PAYMENTS
 from tests.conftest import UserClient, assert_error, make_settings, running, sign_up
 
 PAYS, DECLINED = "4242 4242 4242 4242", "4000 0000 0000 0002"
@@ -152,7 +153,7 @@ def test_cancelling_keeps_the_plan_to_the_end_of_the_period_then_ends_it(app: St
     assert "premium" in plans_of(carol)
     # The period runs out; the periodic look ends the subscription.
     app.state.kernel.db.write(lambda conn: conn.execute(update(subscriptions).values(current_period_end=utcnow() - timedelta(minutes=1))))
-    app.state.test_portal.call(app.state.kernel.plugin_state["payments"].billing.look)
+    app.state.test_portal.call(PAYMENTS.of(app.state.kernel).billing.look)
     assert carol.get("/api/payments/subscription").json()["status"] == "canceled"
     assert "premium" not in plans_of(carol)
 
@@ -168,7 +169,7 @@ def test_the_sandbox_renews_a_subscription_at_the_end_of_its_period(app: Starlet
     subscribe(carol)
     ending = utcnow().replace(microsecond=0) + timedelta(minutes=5)
     app.state.kernel.db.write(lambda conn: conn.execute(update(subscriptions).values(current_period_end=ending)))
-    app.state.test_portal.call(app.state.kernel.plugin_state["payments"].billing.look)
+    app.state.test_portal.call(PAYMENTS.of(app.state.kernel).billing.look)
     renewed = carol.get("/api/payments/subscription").json()
     assert renewed["status"] == "active" and renewed["current_period_end"][:10] > ending.date().isoformat()
     assert "premium" in plans_of(carol)

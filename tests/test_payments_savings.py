@@ -18,6 +18,7 @@ from kernel import create_app, utcnow
 from kernel.cli import main as cli
 from plugins.payments.models import transactions
 from plugins.payments.savings import Savings
+from plugins.payments.service import PAYMENTS
 from tests.conftest import UserClient, assert_error, make_settings, running, sign_up
 from tests.payments_kit import fund, ledger_of
 
@@ -37,7 +38,7 @@ def app(tmp_path: Path, database_url: str | None) -> Iterator[Starlette]:
 
 
 def savings_of(app: Starlette) -> Savings:
-    return app.state.kernel.plugin_state["payments"].savings
+    return PAYMENTS.of(app.state.kernel).savings
 
 
 def today() -> date:
@@ -230,7 +231,7 @@ def test_a_day_not_yet_begun_cannot_be_accrued(app: Starlette) -> None:
 
 
 def test_the_job_runs_from_startup_and_accrues_yesterday(app: Starlette, alice: UserClient) -> None:
-    job = app.state.kernel.plugin_state["payments"].interest_job
+    job = PAYMENTS.of(app.state.kernel).interest_job
     assert job.running
     deposit(alice, 100_000)
     backdate(app, 1)
@@ -250,7 +251,7 @@ def test_the_job_catches_up_on_missed_days(app: Starlette, alice: UserClient) ->
 def test_the_job_stops_with_the_app(tmp_path: Path, database_url: str | None) -> None:
     application = create_app(settings_with_rate(tmp_path, database_url, RATE))
     with running(application):
-        job = application.state.kernel.plugin_state["payments"].interest_job
+        job = PAYMENTS.of(application.state.kernel).interest_job
         assert job.running
     assert not job.running
 

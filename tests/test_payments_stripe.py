@@ -26,6 +26,7 @@ from starlette.applications import Starlette
 from kernel import create_app, utcnow
 from plugins.payments.checkouts import SUBSCRIPTION, TOPUP
 from plugins.payments.models import billing_events, subscriptions
+from plugins.payments.service import PAYMENTS
 from tests.conftest import PASSWORD, LiveServer, make_settings
 from tests.stripe_server import event, localstripe, reset, sign
 
@@ -76,7 +77,7 @@ class Deployment:
 
     def checkout(self, username: str, purpose: str = SUBSCRIPTION, amount: int = 800, plan: str | None = "premium") -> str:
         """The checkout record the API makes before asking Stripe for a Checkout Session (which localstripe lacks)."""
-        billing = self.kernel.plugin_state["payments"].billing
+        billing = PAYMENTS.of(self.kernel).billing
         return billing.checkouts.create(self.user_id(username), "stripe", purpose, amount, "USD", plan).id
 
     def subscribe_at_stripe(self, username: str, price: str = MONTHLY, plan: str = "premium") -> Any:
@@ -293,7 +294,7 @@ def test_a_top_up_reported_by_checkout_and_by_its_payment_intent_is_credited_onc
     assert world.post_event(event("evt_cs_3", "checkout.session.completed", session)).status_code == 200
     assert carol.get("/api/payments/wallet").json()["balance"] == 1000
     assert [item["kind"] for item in carol.get("/api/payments/transactions").json()["results"]] == ["topup"]
-    assert world.kernel.plugin_state["payments"].ledger.audit() == []
+    assert PAYMENTS.of(world.kernel).ledger.audit() == []
 
 
 def test_an_unpaid_checkout_credits_nothing(world: Deployment) -> None:
@@ -374,7 +375,7 @@ def test_events_in_any_order_end_in_stripe_s_state(world: Deployment) -> None:
 
 
 def test_an_event_stripe_cannot_confirm_is_answered_503_for_a_retry(world: Deployment, stripe_url: str) -> None:
-    world.kernel.plugin_state["payments"].billing.provider.client = stripe.StripeClient(
+    PAYMENTS.of(world.kernel).billing.provider.client = stripe.StripeClient(
         "sk_test_everything", base_addresses={"api": "http://127.0.0.1:9"}, max_network_retries=0
     )
     body = event("evt_unreachable", "customer.subscription.updated", {"id": "sub_1", "object": "subscription"})
@@ -394,5 +395,5 @@ def _recorded(world: Deployment, event_id: str) -> int:
 
 def _look(world: Deployment) -> None:
     """Run the periodic look now, on the server's own event loop (where its background task runs)."""
-    billing = world.kernel.plugin_state["payments"].billing
+    billing = PAYMENTS.of(world.kernel).billing
     asyncio.run_coroutine_threadsafe(billing.look(), billing.periodic_look.loop).result(timeout=30)

@@ -8,7 +8,7 @@ from pathlib import Path
 
 import pytest
 
-from kernel.plugins import BUNDLED_PLUGINS
+from kernel.plugin.manager import BUNDLED_PLUGINS
 
 REPO = Path(__file__).resolve().parent.parent
 FIXTURES = REPO / "tests" / "plugin_fixtures"

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import json
+import re
 import subprocess
 import sys
 from pathlib import Path
@@ -12,7 +13,7 @@ import pytest
 from starlette.testclient import TestClient
 
 from kernel import create_app
-from kernel.plugins import BUNDLED_PLUGINS
+from kernel.plugin.manager import BUNDLED_PLUGINS
 from kernel.settings import SettingsError
 from tests.conftest import make_settings
 from tests.plugin_fixtures import recorder
@@ -142,6 +143,49 @@ def test_plugin_with_a_misspelled_hook_is_disabled_alone(started) -> None:  # ty
     client = started("recorder", "misspelled_hook")
     assert_rest_came_up(client, "misspelled_hook")
     assert states(client)["misspelled_hook"]["reason"] == "implements unknown hook 'register_route' (misspelled?)"
+
+
+def test_plugin_with_a_hook_wrapper_is_disabled_alone(started) -> None:  # type: ignore[no-untyped-def]
+    client = started("recorder", "wrapper_hook")
+    assert_rest_came_up(client, "wrapper_hook")
+    assert states(client)["wrapper_hook"]["reason"] == "hook wrappers are not supported ('nav_items')"
+    assert "Injected" not in client.get("/directory", headers={"accept": "text/html"}).text
+
+
+def test_a_plugin_raising_in_a_page_hook_is_left_out_of_that_page(started, caplog) -> None:  # type: ignore[no-untyped-def]
+    client = started("recorder", "faulty_hooks")
+    client.post("/api/auth/signup", json={"username": "visited", "password": "correct horse battery"})
+    page = client.get("/@visited", headers={"accept": "text/html"})
+    assert page.status_code == 200
+    assert "Recorder" in page.text  # the recorder's nav item and profile section still come
+    assert states(client)["faulty_hooks"]["state"] == "enabled"
+    logged = [record.getMessage() for record in caplog.records]
+    assert "plugin faulty_hooks raised in hook nav_items" in logged
+    assert "plugin faulty_hooks raised in hook profile_sections" in logged
+
+
+def test_a_hook_the_contract_does_not_declare_cannot_be_called(client: TestClient) -> None:
+    kernel = client.app.state.kernel  # type: ignore[attr-defined]
+    assert kernel.hook.nav_items  # declared: a pluggy caller
+    with pytest.raises(AttributeError, match="no hook named 'nav_itemz' in kernel.plugin.hookspecs"):
+        kernel.hook.nav_itemz
+
+
+def test_the_first_plugin_to_answer_subscribe_url_wins(started) -> None:  # type: ignore[no-untyped-def]
+    client = started("recorder")
+    page = client.get("/premium", headers={"accept": "text/html"}).text
+    # The recorder, installed after the bundled plugins, is asked first and answers: payments is not asked.
+    assert "/recorder/?subscribe=premium" in page
+    assert "/payments/subscribe/premium" not in page
+
+
+def test_collecting_hooks_ask_the_plugin_installed_last_first(started) -> None:  # type: ignore[no-untyped-def]
+    client = started("recorder")
+    client.post("/api/auth/signup", json={"username": "viewer", "password": "correct horse battery"})
+    page = client.get("/directory", headers={"accept": "text/html"}).text
+    scripts = re.findall(r'<script[^>]* src="/static/plugins/(\w+)/', page)
+    # page_assets answers in pluggy's order: the recorder (given, so installed last) before the bundled calls.
+    assert scripts.index("recorder") < scripts.index("calls")
 
 
 def test_plugin_with_invalid_settings_is_disabled_alone(started) -> None:  # type: ignore[no-untyped-def]

@@ -20,8 +20,7 @@ import pytest
 from aiortc import RTCPeerConnection, RTCSessionDescription
 from aiortc.mediastreams import MediaStreamError, MediaStreamTrack
 
-from plugins.calls.ice import host_addresses, rtc_configuration
-from plugins.calls.media import ToneTrack
+from kernel import ToneTrack, host_addresses, rtc_configuration
 from plugins.spaces.aiortc_media import AiortcMedia
 
 LOOPBACK = ["127.0.0.1"]

@@ -19,6 +19,7 @@ from starlette.testclient import TestClient
 
 from kernel import create_app
 from plugins.spaces.models import spaces
+from plugins.spaces.service import SPACES
 from tests.conftest import UserClient, make_settings, running, sign_up
 from tests.test_pages import HTML, csrf_of
 
@@ -253,7 +254,7 @@ def test_someone_else_cannot_end_the_space_and_is_told_why(alice: UserClient, bo
 def test_an_ended_space_offers_its_recordings(app: Starlette, alice: UserClient, bob: UserClient) -> None:
     space = create(alice)
     assert alice.post(f"/api/spaces/{space['id']}/end").status_code == 200
-    store = app.state.kernel.plugin_state["spaces"].recordings
+    store = SPACES.of(app.state.kernel).recordings
     take = store.new_path(space["id"], datetime(2026, 11, 21, 15, 2, 0))
     write_silence(take, seconds=95)
     text = page(bob, f"/spaces/{space['id']}")

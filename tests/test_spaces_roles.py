@@ -21,6 +21,7 @@ from starlette.testclient import WebSocketTestSession
 
 from kernel import create_app
 from plugins.spaces.models import members, spaces
+from plugins.spaces.service import SPACES
 from tests.conftest import UserClient, assert_error, make_settings, running, sign_up
 from tests.realtime_kit import ask, connect, receive
 
@@ -567,14 +568,14 @@ def test_assert_error_shape_for_http(host: UserClient) -> None:
 
 
 def test_the_media_backend_reports_speakers_to_the_service(app: Starlette) -> None:
-    service = app.state.kernel.plugin_state["spaces"]
+    service = SPACES.of(app.state.kernel)
     assert service.media is not None
     assert service.media.on_speaking == service.on_speaking
 
 
 def test_who_is_speaking_is_relayed_to_everyone(app: Starlette, room: Room) -> None:
     room.join("lisa")
-    service = app.state.kernel.plugin_state["spaces"]
+    service = SPACES.of(app.state.kernel)
     host_id = app.state.kernel.user("hosty").id
     app.state.test_portal.call(service.on_speaking, room.space_id, [host_id])
     assert receive(room.ws["lisa"], "spaces.speaking") == {

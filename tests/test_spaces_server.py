@@ -17,7 +17,7 @@ import httpx
 import numpy as np
 import pytest
 
-from plugins.calls.media import ReceivedMedia
+from kernel import ReceivedMedia
 from plugins.spaces.client import SpaceClient, SpaceError
 from tests.conftest import serve
 from tests.test_calls_media import grant_premium, sign_up_with_token

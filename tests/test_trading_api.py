@@ -10,6 +10,7 @@ import pytest
 from starlette.applications import Starlette
 
 from kernel import create_app
+from plugins.trading.service import TRADING
 from tests.conftest import UserClient, assert_error, make_settings, running, sign_up
 from tests.realtime_kit import ask, connect, receive
 
@@ -67,7 +68,7 @@ def test_premium_users_see_quotes_in_real_time(app: Starlette, alice: UserClient
 
 def test_the_delayed_quote_is_the_real_time_quote_of_15_minutes_ago(app: Starlette, alice: UserClient) -> None:
     delayed = alice.get("/api/trading/quotes/ETH").json()
-    market = app.state.kernel.plugin_state["trading"].market
+    market = TRADING.of(app.state.kernel).market
     assert delayed["price"] == market.quote("ETH", when(delayed)).price
 
 

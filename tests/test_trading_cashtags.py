@@ -10,6 +10,7 @@ import pytest
 from starlette.applications import Starlette
 
 from kernel import create_app
+from plugins.trading.service import TRADING
 from tests.conftest import UserClient, make_settings, running, sign_up
 
 
@@ -62,7 +63,7 @@ def test_the_chip_shows_what_everyone_may_see_the_delayed_price(app: Starlette, 
     kernel = app.state.kernel
     app.state.test_portal.call(kernel.grant, kernel.user("alice"), "premium")
     shown = post(alice, "$BTC")["html"]
-    delayed = app.state.kernel.plugin_state["trading"].quotes.chip_quote("BTC")
+    delayed = TRADING.of(app.state.kernel).quotes.chip_quote("BTC")
     assert f'<span class="cashtag-price">{delayed["price"]:,.2f}</span>' in shown and delayed["delayed"] is True
 
 

@@ -9,6 +9,7 @@ import pytest
 
 from kernel import create_app
 from plugins.trading.assets import ASSETS
+from plugins.trading.service import TRADING
 from plugins.trading.simulated import SimulatedMarket
 from tests.conftest import make_settings, running
 
@@ -94,7 +95,7 @@ def test_an_operator_plugs_in_another_provider_through_the_settings(tmp_path: Pa
     settings = make_settings(tmp_path / "data", plugins={"trading": {"provider": "tests.trading_kit:ScriptedMarket"}})
     app = create_app(settings)
     with running(app):
-        assert type(app.state.kernel.plugin_state["trading"].market).__name__ == "ScriptedMarket"
+        assert type(TRADING.of(app.state.kernel).market).__name__ == "ScriptedMarket"
 
 
 def test_a_provider_that_cannot_be_loaded_turns_the_plugin_off_with_the_reason(tmp_path: Path) -> None:

@@ -15,6 +15,7 @@ from starlette.applications import Starlette
 
 from kernel import ApiError, create_app
 from plugins.trading.paper import OrderRequest
+from plugins.trading.service import TRADING
 from tests.conftest import UserClient, assert_error, make_settings, running, sign_up
 from tests.realtime_kit import connect, receive
 from tests.trading_kit import ScriptedMarket
@@ -34,7 +35,7 @@ def app(tmp_path: Path, database_url: str | None) -> Iterator[Starlette]:
 
 @pytest.fixture
 def market(app: Starlette) -> ScriptedMarket:
-    found = app.state.kernel.plugin_state["trading"].market
+    found = TRADING.of(app.state.kernel).market
     assert isinstance(found, ScriptedMarket)
     found.set_price("AAPL", 200.0)
     found.set_price("BTC", 50_000.0)
@@ -54,7 +55,7 @@ def order(client: UserClient, status: int = 201, **body: Any) -> dict[str, Any]:
 
 def match(app: Starlette) -> list[Any]:
     """Run the matcher once, now (it also runs on its own every tick)."""
-    trading = app.state.kernel.plugin_state["trading"]
+    trading = TRADING.of(app.state.kernel)
     return app.state.test_portal.call(trading.matcher.run_once)
 
 
@@ -194,7 +195,7 @@ def test_a_day_order_expires_at_the_close_and_frees_its_buying_power(app: Starle
     placed = order(alice, symbol="AAPL", side="buy", qty=10, type="limit", limit_price=100, time_in_force="day")
     assert placed["expires_at"] is not None
     assert account(alice)["buying_power"] == CASH - 1_000_00
-    broker = app.state.kernel.plugin_state["trading"].broker
+    broker = TRADING.of(app.state.kernel).broker
     assert broker.expire(datetime.now(UTC) + timedelta(minutes=59)) == 0
     assert broker.expire(datetime.now(UTC) + timedelta(hours=2)) == 1
     expired = alice.get(f"/api/trading/orders/{placed['id']}").json()
@@ -347,7 +348,7 @@ def test_a_malformed_order_is_refused_naming_what_is_wrong(alice: UserClient, bo
 
 
 def test_concurrent_buys_never_spend_more_than_the_cash(app: Starlette, alice: UserClient) -> None:
-    broker = app.state.kernel.plugin_state["trading"].broker
+    broker = TRADING.of(app.state.kernel).broker
     user = app.state.kernel.user("alice")
     start = threading.Barrier(12)
 
@@ -366,7 +367,7 @@ def test_concurrent_buys_never_spend_more_than_the_cash(app: Starlette, alice: U
 
 
 def test_an_order_matched_and_cancelled_at_once_fills_at_most_once(app: Starlette, alice: UserClient, market: ScriptedMarket) -> None:
-    trading = app.state.kernel.plugin_state["trading"]
+    trading = TRADING.of(app.state.kernel)
     user = app.state.kernel.user("alice")
     placed = [order(alice, symbol="AAPL", side="buy", qty=1, type="limit", limit_price=150) for _ in range(10)]
     market.set_price("AAPL", 140.0)

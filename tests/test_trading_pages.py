@@ -16,6 +16,7 @@ from starlette.applications import Starlette
 from starlette.testclient import TestClient
 
 from kernel import create_app
+from plugins.trading.service import TRADING
 from tests.conftest import UserClient, make_settings, running, sign_up
 from tests.test_pages import HTML
 from tests.trading_kit import ScriptedMarket
@@ -32,7 +33,7 @@ def app(tmp_path: Path) -> Iterator[Starlette]:
 
 @pytest.fixture
 def market(app: Starlette) -> ScriptedMarket:
-    return app.state.kernel.plugin_state["trading"].market
+    return TRADING.of(app.state.kernel).market
 
 
 @pytest.fixture

@@ -3,7 +3,7 @@
 The server listens on 127.0.0.1 (UDP and TCP) on a free port, relays from
 127.0.0.1 on a small port range, and takes only credentials minted from
 its ``static-auth-secret`` (``use-auth-secret``, as
-:func:`plugins.calls.ice.turn_credentials` mints them). No TLS, no DTLS,
+:func:`kernel.turn_credentials` mints them). No TLS, no DTLS,
 no telnet CLI, no configuration file. coturn refuses loopback peers unless
 told otherwise (``--allow-loopback-peers``), which is exactly what two
 peers on one machine are; it has no default ``denied-peer-ip`` ranges, and

@@ -14,7 +14,7 @@ from starlette.requests import Request
 
 from kernel import Connection, Feature, Kernel, Manifest, NavItem, ProfileAction, ProfileSection, SandboxWorld, User, hookimpl
 from plugins.calls import api, pages, seed, signaling
-from plugins.calls.service import Calls
+from plugins.calls.service import CALLS, Calls
 from plugins.calls.settings import CallsSettings
 
 __version__ = "1.0.0"
@@ -46,34 +46,34 @@ def register_features() -> list[Feature]:
 
 @hookimpl
 def register_routes(kernel: Kernel) -> list:
-    kernel.plugin_state["calls"] = Calls(kernel, kernel.plugin_settings("calls"))
+    CALLS.put(kernel, Calls(kernel, kernel.plugin_settings("calls")))
     return [*api.routes, *pages.routes]
 
 
 @hookimpl
 def register_realtime(kernel: Kernel) -> dict:
-    return signaling.handlers(kernel.plugin_state["calls"].switchboard)
+    return signaling.handlers(CALLS.of(kernel).switchboard)
 
 
 @hookimpl
 async def startup(kernel: Kernel) -> None:
-    await kernel.plugin_state["calls"].switchboard.start()
+    await CALLS.of(kernel).switchboard.start()
 
 
 @hookimpl
 async def shutdown(kernel: Kernel) -> None:
-    record = kernel.plugins.records["calls"]
-    await kernel.plugin_state["calls"].switchboard.stop("plugin_disabled" if record.state == "off" else "disconnected")
+    switched_off = kernel.plugin_status("calls") == "off"
+    await CALLS.of(kernel).switchboard.stop("plugin_disabled" if switched_off else "disconnected")
 
 
 @hookimpl
 async def realtime_connected(connection: Connection) -> None:
-    await connection.kernel.plugin_state["calls"].switchboard.connected(connection)
+    await CALLS.of(connection.kernel).switchboard.connected(connection)
 
 
 @hookimpl
 async def realtime_disconnected(connection: Connection) -> None:
-    await connection.kernel.plugin_state["calls"].switchboard.disconnected(connection)
+    await CALLS.of(connection.kernel).switchboard.disconnected(connection)
 
 
 @hookimpl

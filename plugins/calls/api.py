@@ -7,10 +7,9 @@ from starlette.requests import Request
 from starlette.responses import Response
 from starlette.routing import Route
 
-from kernel import ApiError, JSONResponse, get_kernel, query_limit, read_json, require_user
-from plugins.calls.ice import ice_servers
+from kernel import ApiError, JSONResponse, get_kernel, ice_servers, query_limit, read_json, require_user
 from plugins.calls.screening import MEDIA
-from plugins.calls.service import Calls
+from plugins.calls.service import CALLS, Calls
 from plugins.calls.switchboard import unknown_call
 
 
@@ -22,7 +21,7 @@ class SettingsBody(BaseModel):
 
 
 def calls_of(request: Request) -> Calls:
-    return get_kernel(request).plugin_state["calls"]
+    return CALLS.of(get_kernel(request))
 
 
 async def get_settings(request: Request) -> Response:
@@ -46,7 +45,7 @@ async def can_call(request: Request) -> Response:
 async def history(request: Request) -> Response:
     user = require_user(request)
     page = await calls_of(request).history(user, request.query_params.get("cursor"), query_limit(request))
-    return JSONResponse({"results": page.results, "next_cursor": page.next_cursor})
+    return JSONResponse(page.as_json())
 
 
 async def one_call(request: Request) -> Response:

@@ -27,22 +27,19 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import inspect
-import itertools
-import json
 import logging
 import time
 import uuid
 from collections.abc import Awaitable, Callable, Sequence
 from typing import Any, Literal
 
-import httpx
 from aiortc import RTCPeerConnection, RTCSessionDescription
 from aiortc.mediastreams import MediaStreamTrack
-from websockets.asyncio.client import ClientConnection, connect
+from websockets.asyncio.client import ClientConnection
 from websockets.exceptions import ConnectionClosed, InvalidHandshake, InvalidStatus
 
-from plugins.calls.ice import host_addresses, parse_candidate, rtc_configuration
-from plugins.calls.media import ReceivedMedia, TestPictureTrack, ToneTrack
+from kernel import RealtimeClient, RealtimeError, ReceivedMedia, ToneTrack, host_addresses, parse_candidate, rtc_configuration
+from plugins.calls.media import TestPictureTrack
 
 log = logging.getLogger("plugins.calls.client")
 
@@ -54,14 +51,8 @@ IncomingHandler = Callable[["Call"], Awaitable[None] | None]
 FINAL_CLOSE_CODES = {1008, 4401, 4403}
 
 
-class CallError(Exception):
+class CallError(RealtimeError):
     """The server refused a request: ``code`` is the protocol's error code, ``details`` the rest of the error."""
-
-    def __init__(self, code: str, message: str = "", details: dict[str, Any] | None = None) -> None:
-        super().__init__(f"{code}: {message}" if message else code)
-        self.code = code
-        self.message = message
-        self.details = details or {}
 
 
 class CallEnded(CallError):
@@ -263,7 +254,7 @@ class Call:
         await self._update(reply.get("call"))
 
     def _new_peer_connection(self) -> RTCPeerConnection:
-        # Explicit servers, always: aiortc otherwise asks a public STUN server (see plugins.calls.ice).
+        # Explicit servers, always: aiortc otherwise asks a public STUN server (see kernel.webrtc.ice).
         pc = RTCPeerConnection(rtc_configuration(self.client.ice_servers))
         self.pc = pc
 
@@ -402,7 +393,7 @@ class Call:
             asyncio.get_running_loop().call_soon(self._worker.cancel)
 
 
-class CallClient:
+class CallClient(RealtimeClient):
     """One user's connection to a deployment, placing and answering calls.
 
     Give ``token`` (an API token) or ``username`` and ``password`` (the
@@ -420,8 +411,12 @@ class CallClient:
 
     Use it as an async context manager, or call :meth:`connect` and
     :meth:`close`. It holds no global state: any number of clients can share
-    one event loop.
+    one event loop. Signing in, the socket and :meth:`request` are
+    :class:`kernel.RealtimeClient`'s.
     """
+
+    client_name = "calls client"
+    error_type = CallError
 
     def __init__(
         self,
@@ -440,69 +435,22 @@ class CallClient:
         reconnect: bool = True,
         request_timeout: float = 15.0,
     ) -> None:
-        if token is None and (username is None or password is None):
-            raise ValueError("give a token, or a username and a password")
-        self.base_url = base_url.rstrip("/")
+        super().__init__(base_url, token=token, username=username, password=password, request_timeout=request_timeout)
         self.host_addresses = list(host_addresses) if host_addresses else None
         self.auto_answer = auto_answer
         self.on_incoming = on_incoming
         self.media_source: MediaSource = media_source or default_media_source(tone_hz, video_size, fps)
         self.reconnect_on_drop = reconnect
-        self.request_timeout = request_timeout
-        self.user: dict[str, Any] = {}
         self.ice_servers: list[dict[str, Any]] = []
         self.incoming: asyncio.Queue[Call] = asyncio.Queue()
         self.calls: dict[str, Call] = {}  # live calls by id
-        self._token = token
-        self._username, self._password = username, password
-        self._minted_token_id: int | None = None
-        self._http: httpx.AsyncClient | None = None
-        self._ws: ClientConnection | None = None
-        self._reader: asyncio.Task[None] | None = None
-        self._ids = itertools.count(1)
-        self._waiting: dict[str, asyncio.Future[dict[str, Any]]] = {}
         self._ice_expires_at = 0.0
-        self._tasks: set[asyncio.Task[Any]] = set()
-        self._closing = False
-        self._connected = asyncio.Event()
-
-    @property
-    def username(self) -> str:
-        return str(self.user.get("username", self._username or ""))
-
-    async def __aenter__(self) -> CallClient:
-        return await self.connect()
-
-    async def __aexit__(self, *exc: object) -> None:
-        await self.close()
 
     # Connecting ------------------------------------------------------------------------
 
-    async def connect(self) -> CallClient:
-        """Log in if need be, fetch the ICE servers and open the realtime socket."""
-        self._http = httpx.AsyncClient(base_url=self.base_url, timeout=30, trust_env=False)
-        try:
-            if self._token is None:
-                await self._log_in()
-            self._http.headers["Authorization"] = f"Bearer {self._token}"
-            await self.refresh_ice_servers()
-            await self._open_socket()
-        except BaseException:
-            await self.close()
-            raise
-        return self
-
-    async def _log_in(self) -> None:
-        assert self._http is not None
-        response = await self._http.post("/api/auth/login", json={"username": self._username, "password": self._password})
-        body = _json_or_raise(response)
-        minted = await self._http.post(
-            "/api/auth/tokens", json={"name": "calls client"}, headers={"X-CSRF-Token": body["csrf_token"]}
-        )
-        token = _json_or_raise(minted)
-        self._token, self._minted_token_id = token["token"], token["id"]
-        # From here on the token speaks for us; the session is not needed.
-        self._http.cookies.clear()
+    async def prepare(self) -> None:
+        """Fetch the ICE servers before the socket opens: an incoming call may be answered at once."""
+        await self.refresh_ice_servers()
 
     async def refresh_ice_servers(self) -> list[dict[str, Any]]:
         """Fetch ``GET /api/calls/ice-servers`` (TURN credentials expire after its ``ttl``)."""
@@ -511,30 +459,9 @@ class CallClient:
         self._ice_expires_at = time.monotonic() + float(answer.get("ttl", 3600)) * 0.9
         return self.ice_servers
 
-    async def _open_socket(self) -> None:
-        url = self.base_url.replace("http://", "ws://", 1).replace("https://", "wss://", 1) + "/ws"
-        ws = await connect(url, additional_headers={"Authorization": f"Bearer {self._token}"}, proxy=None, open_timeout=30)
-        hello = json.loads(await asyncio.wait_for(ws.recv(), 30))
-        if hello.get("type") != "kernel.hello":
-            await ws.close()
-            raise CallError("unexpected_greeting", f"the server greeted with {hello.get('type')!r}")
-        self.user = hello["user"]
-        self._ws = ws
-        self._connected.set()
-        self._reader = asyncio.create_task(self._read(ws), name=f"calls client @{self.username}")
-
     async def reconnect(self) -> None:
         """Drop the socket and open a new one, resuming every call bound to this client (``calls.resume``)."""
-        old = self._ws
-        self._ws = None
-        self._connected.clear()
-        if self._reader is not None:
-            self._reader.cancel()
-            with contextlib.suppress(asyncio.CancelledError):
-                await self._reader
-        if old is not None:
-            await old.close()
-        self._fail_waiting(ConnectionError("the socket was replaced"))
+        await self._drop_socket("the socket was replaced")
         await self._open_socket()
         await self._resume_calls()
 
@@ -562,33 +489,9 @@ class CallClient:
                 with contextlib.suppress(Exception):
                     await asyncio.wait_for(call.hangup(), 5)
             await call._finish(call.end_reason or "hangup")
-        ws, self._ws = self._ws, None
-        if ws is not None:
-            await ws.close()
-        if self._reader is not None:
-            self._reader.cancel()
-            with contextlib.suppress(asyncio.CancelledError):
-                await self._reader
-        self._fail_waiting(ConnectionError("the client closed"))
-        for task in list(self._tasks):
-            task.cancel()
-        await asyncio.gather(*self._tasks, return_exceptions=True)
-        if self._http is not None:
-            if self._minted_token_id is not None:
-                with contextlib.suppress(httpx.HTTPError):
-                    await self._http.delete(f"/api/auth/tokens/{self._minted_token_id}")
-                self._minted_token_id = None
-            await self._http.aclose()
-            self._http = None
+        await super().close()
 
     # Talking to the server ---------------------------------------------------------------
-
-    async def api(self, method: str, path: str, json_body: Any = None) -> Any:
-        """A JSON API request as this user; :class:`CallError` with the error's code when refused."""
-        if self._http is None:
-            raise RuntimeError("connect() first")
-        response = await self._http.request(method, path, json=json_body)
-        return _json_or_raise(response)
 
     async def can_call(self, username: str) -> dict[str, Any]:
         """``GET /api/calls/can-call/{username}``: may we call them, with what media, and if not, why."""
@@ -606,36 +509,7 @@ class CallClient:
         if self._ws is None:
             async with asyncio.timeout(self.request_timeout):
                 await self._connected.wait()
-        assert self._ws is not None
-        await self._ws.send(json.dumps(message))
-
-    async def request(self, message: dict[str, Any]) -> dict[str, Any]:
-        """Send ``message`` with a fresh ``id`` and return the server's answer to it; :class:`CallError` on an ``error``."""
-        return await self._answer_to(await self._send_request(message))
-
-    async def _send_request(self, message: dict[str, Any]) -> tuple[str, asyncio.Future[dict[str, Any]]]:
-        """Send ``message`` with a fresh ``id``; the id and the future of its answer (see :meth:`_answer_to`)."""
-        request_id = f"r{next(self._ids)}"
-        future: asyncio.Future[dict[str, Any]] = asyncio.get_running_loop().create_future()
-        self._waiting[request_id] = future
-        try:
-            await self.send({**message, "id": request_id})
-        except BaseException:
-            self._waiting.pop(request_id, None)
-            raise
-        return request_id, future
-
-    async def _answer_to(self, sent: tuple[str, asyncio.Future[dict[str, Any]]]) -> dict[str, Any]:
-        request_id, future = sent
-        try:
-            async with asyncio.timeout(self.request_timeout):
-                answer = await future
-        finally:
-            self._waiting.pop(request_id, None)
-        if answer.get("type") == "error":
-            details = {k: v for k, v in answer.items() if k not in ("type", "ref", "code", "message")}
-            raise CallError(answer.get("code", "error"), answer.get("message", ""), details)
-        return answer
+        await super().send(message)
 
     # Calls --------------------------------------------------------------------------------
 
@@ -702,33 +576,26 @@ class CallClient:
         with contextlib.suppress(CallError, ConnectionClosed, OSError, TimeoutError):
             await awaitable
 
-    def _background(self, coroutine: Awaitable[Any]) -> None:
-        task = asyncio.ensure_future(coroutine)
-        self._tasks.add(task)
-        task.add_done_callback(self._task_done)
-
-    def _task_done(self, task: asyncio.Task[Any]) -> None:
-        self._tasks.discard(task)
-        if not task.cancelled() and task.exception() is not None:
-            log.error("calls client @%s: background task failed", self.username, exc_info=task.exception())
-
     # Reading the socket ---------------------------------------------------------------------
 
-    async def _read(self, ws: ClientConnection) -> None:
-        try:
-            async for raw in ws:
-                self._dispatch(json.loads(raw))
-        except ConnectionClosed:
-            pass
-        if self._closing or self._ws is not ws:
+    def handle(self, message: dict[str, Any]) -> None:
+        """A ``calls.*`` message goes to its call, in order; ``calls.incoming`` of a new call rings."""
+        kind = message.get("type", "")
+        if not kind.startswith("calls.") or "call_id" not in message:
+            super().handle(message)  # an error nobody waits for is logged
             return
-        self._ws = None
-        self._connected.clear()
-        self._fail_waiting(ConnectionError(f"the socket closed ({ws.close_code} {ws.close_reason})"))
+        call = self.calls.get(message["call_id"])
+        if call is not None:
+            call._deliver(message)
+        elif kind == "calls.incoming":
+            self._incoming(message)
+
+    def socket_closed(self, ws: ClientConnection) -> None:
+        """Connect again (unless ``reconnect=False`` or the close code says it cannot help) and resume the calls."""
         if self.reconnect_on_drop and ws.close_code not in FINAL_CLOSE_CODES:
             self._background(self._reconnect_loop())
         else:
-            log.warning("calls client @%s: socket closed (%s %s)", self.username, ws.close_code, ws.close_reason)
+            super().socket_closed(ws)
 
     async def _reconnect_loop(self) -> None:
         pause = 0.2
@@ -740,7 +607,7 @@ class CallClient:
                     log.warning("calls client @%s: the server refuses us now (%s); not reconnecting", self.username, error)
                     return
                 failure: Exception = error
-            except (OSError, ConnectionClosed, InvalidHandshake, TimeoutError, CallError) as error:
+            except (OSError, ConnectionClosed, InvalidHandshake, TimeoutError, RealtimeError) as error:
                 failure = error
             else:
                 await self._resume_calls()
@@ -748,40 +615,3 @@ class CallClient:
             log.info("calls client @%s: reconnecting failed (%s); again in %.1f s", self.username, failure, pause)
             await asyncio.sleep(pause)
             pause = min(pause * 2, 10)
-
-    def _dispatch(self, message: dict[str, Any]) -> None:
-        ref = message.get("ref")
-        if ref is not None and str(ref) in self._waiting:
-            future = self._waiting.pop(str(ref))
-            if not future.done():
-                future.set_result(message)
-            return
-        kind = message.get("type", "")
-        if kind == "error":
-            log.warning("calls client @%s: error from the server: %s", self.username, message)
-            return
-        if not kind.startswith("calls.") or "call_id" not in message:
-            return
-        call = self.calls.get(message["call_id"])
-        if call is not None:
-            call._deliver(message)
-        elif kind == "calls.incoming":
-            self._incoming(message)
-
-    def _fail_waiting(self, error: Exception) -> None:
-        waiting, self._waiting = self._waiting, {}
-        for future in waiting.values():
-            if not future.done():
-                future.set_exception(error)
-
-
-def _json_or_raise(response: httpx.Response) -> Any:
-    try:
-        body = response.json()
-    except ValueError:
-        body = None
-    if response.is_success:
-        return body
-    error = body.get("error", {}) if isinstance(body, dict) else {}
-    details = {k: v for k, v in error.items() if k not in ("code", "message")}
-    raise CallError(error.get("code", f"http_{response.status_code}"), error.get("message", response.text[:200]), details)

@@ -25,7 +25,7 @@ from typing import Any
 from aiortc import RTCPeerConnection, RTCSessionDescription
 from aiortc.contrib.media import MediaRelay
 
-from plugins.calls.ice import host_addresses, parse_candidate, rtc_configuration
+from kernel import host_addresses, parse_candidate, rtc_configuration
 from plugins.calls.settings import CallsSettings
 
 log = logging.getLogger("plugins.calls.echo")

@@ -39,6 +39,7 @@ from kernel import (
     safe_next,
 )
 from plugins.calls.screening import ECHO, MEDIA
+from plugins.calls.service import CALLS, Calls
 
 PAGE_SIZE = 25
 # Who may call, in the order the settings form offers them.
@@ -67,9 +68,8 @@ REASONS = {
 }
 
 
-def _calls(request: Request) -> Any:
-    """The plugin's service (``kernel.plugin_state["calls"]``)."""
-    return get_kernel(request).plugin_state["calls"]
+def _calls(request: Request) -> Calls:
+    return CALLS.of(get_kernel(request))
 
 
 def reason_text(reason: str | None, name: str) -> str:

@@ -29,6 +29,7 @@ from kernel import Kernel, SandboxWorld, User
 from plugins.calls.client import CallClient
 from plugins.calls.models import calls as calls_table
 from plugins.calls.records import ENDED
+from plugins.calls.service import CALLS
 
 if TYPE_CHECKING:
     from sqlalchemy.engine import Connection
@@ -39,7 +40,7 @@ if TYPE_CHECKING:
 BOT_TONES = {"ringo_bot": 440.0, "tess_bot": 660.0}
 # Those a demo starts with: each gets a history of their own.
 FEATURED = ("maya_chen", "sam_rivera", "olivia_ops")
-CALLS = 32
+PAST_CALLS = 32
 DAYS_BACK = 7
 RING_TIMEOUT_SECONDS = 60  # what a timeout looks like in the history, whatever the deployment's setting now
 # How a past call went: answered (then hung up), or the end reasons of an unanswered one.
@@ -62,7 +63,7 @@ class PastCall:
 
 async def seed(kernel: Kernel, world: SandboxWorld) -> None:
     """Open the bots to everyone and start them, then write the past calls; note both."""
-    service: Calls = kernel.plugin_state["calls"]
+    service = CALLS.of(kernel)
     bots = [person.username for person in world.bots if person.username in BOT_TONES]  # the others are other plugins'
     # Before the history, so that calls to the bots pass the same screening as anyone's.
     for name in bots:
@@ -121,7 +122,7 @@ def _plan_history(service: Calls, world: SandboxWorld, bots: list[str]) -> list[
     for name in bots:
         callers = [pair for pair in pairs if pair[1] == name]
         wanted.extend((caller, callee, ANSWERED) for caller, callee in rng.sample(callers, min(len(callers), 2)))
-    while len(wanted) < CALLS:
+    while len(wanted) < PAST_CALLS:
         caller, callee = rng.choice(pairs)
         wanted.append((caller, callee, None))
 

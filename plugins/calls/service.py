@@ -1,6 +1,6 @@
 """The calls plugin's services on one kernel, as its routes, pages and handlers reach them.
 
-``kernel.plugin_state["calls"]`` holds one :class:`Calls`.
+:data:`CALLS` holds one :class:`Calls` per kernel.
 """
 
 from __future__ import annotations
@@ -9,7 +9,7 @@ from typing import TYPE_CHECKING, Any
 
 import anyio.to_thread
 
-from kernel import Page, User
+from kernel import Page, PluginState, User
 from plugins.calls.records import Records, call_json
 from plugins.calls.screening import MEDIA, Screening
 from plugins.calls.settings import CallsSettings
@@ -61,3 +61,6 @@ class Calls:
         if found is None or found.side_of(user.id) is None:
             return None
         return call_json(self.kernel, found, user.id)
+
+
+CALLS: PluginState[Calls] = PluginState("calls")

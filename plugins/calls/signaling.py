@@ -8,17 +8,14 @@ can touch any call.
 from __future__ import annotations
 
 from collections.abc import Awaitable, Callable
-from typing import Annotated, Any, Literal
+from typing import Annotated, Any, Literal, TypeVar
 
-from pydantic import BaseModel, ConfigDict, Field, StringConstraints, ValidationError
+from pydantic import BaseModel, ConfigDict, Field, StringConstraints
 
-from kernel import ApiError, Connection
-from plugins.calls.switchboard import HANGUP_REASONS, Switchboard
-
-MAX_SDP = 32_768
+from kernel import ApiError, Connection, Sdp, validate_signal
+from plugins.calls.switchboard import HangupReason, Switchboard
 
 CallId = Annotated[str, StringConstraints(min_length=1, max_length=64, pattern=r"^[A-Za-z0-9._-]+$")]
-Sdp = Annotated[str, StringConstraints(min_length=1, max_length=MAX_SDP)]
 
 
 class _Message(BaseModel):
@@ -42,9 +39,10 @@ class Candidate(BaseModel):
     model_config = ConfigDict(strict=True, extra="forbid")
 
     candidate: Annotated[str, StringConstraints(max_length=1024)]
-    sdpMid: Annotated[str, StringConstraints(max_length=64)] | None = None  # noqa: N815 - the browser's name
-    sdpMLineIndex: Annotated[int, Field(ge=0, le=64)] | None = None  # noqa: N815
-    usernameFragment: Annotated[str, StringConstraints(max_length=256)] | None = None  # noqa: N815
+    # camelCase: the browser's names (RTCIceCandidateInit).
+    sdpMid: Annotated[str, StringConstraints(max_length=64)] | None = None
+    sdpMLineIndex: Annotated[int, Field(ge=0, le=64)] | None = None
+    usernameFragment: Annotated[str, StringConstraints(max_length=256)] | None = None
 
 
 class CandidateMessage(_Message):
@@ -58,32 +56,21 @@ class Renegotiate(_Message):
 
 
 class Hangup(_Message):
-    reason: Literal[HANGUP_REASONS] = "hangup"  # type: ignore[valid-type]
+    reason: HangupReason = "hangup"
 
 
-M = Any
+M = TypeVar("M", bound=_Message)
 
 
 def parse(model: type[M], message: dict[str, Any]) -> M:
-    """``message`` as ``model``; 422 ``validation_error`` naming the first bad field, 422 ``invalid_sdp`` for a non-SDP."""
+    """``message`` as ``model``; 422 ``validation_error`` naming the first bad field, 422 ``invalid_sdp`` for a non-SDP.
+
+    The errors are the kernel's (:func:`kernel.validate_signal`), worded as the HTTP API words them.
+    """
     if model is CandidateMessage and "candidate" not in message:
+        # None is the end of candidates, so a missing candidate is not the same as null: say so.
         raise ApiError(422, "validation_error", "candidate: required (null for the end of candidates)", field="candidate")
-    try:
-        parsed = model.model_validate(message)
-    except ValidationError as exc:
-        first = exc.errors()[0]
-        field = ".".join(str(part) for part in first["loc"]) or "message"
-        raise ApiError(422, "validation_error", f"{field}: {first['msg']}", field=field) from None
-    sdp = getattr(parsed, "sdp", None)
-    if sdp is not None and not looks_like_sdp(sdp):
-        raise ApiError(422, "invalid_sdp", "sdp: not a session description (it must start with v=0 and describe media).", field="sdp")
-    return parsed
-
-
-def looks_like_sdp(sdp: str) -> bool:
-    """A cheap structural check (RFC 8866): a version line first, an origin, and at least one media section."""
-    lines = sdp.replace("\r\n", "\n").split("\n")
-    return lines[0] == "v=0" and any(line.startswith("o=") for line in lines) and any(line.startswith("m=") for line in lines)
+    return validate_signal(model, message)
 
 
 def handlers(board: Switchboard) -> dict[str, Callable[[Connection, dict[str, Any]], Awaitable[dict[str, Any]]]]:

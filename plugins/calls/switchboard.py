@@ -16,7 +16,7 @@ import logging
 from collections.abc import Awaitable, Callable, Coroutine
 from contextvars import ContextVar
 from datetime import timedelta
-from typing import TYPE_CHECKING, Any, TypeVar
+from typing import TYPE_CHECKING, Any, Literal, TypeVar, get_args
 
 import anyio.to_thread
 
@@ -39,7 +39,8 @@ _put_off: ContextVar[list[Awaitable[None]] | None] = ContextVar("calls_put_off",
 # Stale rings (their timer died with its process) are swept this often.
 SWEEP_SECONDS = 30.0
 
-HANGUP_REASONS = ("hangup", "ice_failed", "media_failed")
+HangupReason = Literal["hangup", "ice_failed", "media_failed"]
+HANGUP_REASONS: tuple[HangupReason, ...] = get_args(HangupReason)
 # Calls that end before the callee's tabs heard of them: only the caller is told.
 NEVER_RANG = frozenset({"busy", "unavailable", "failed"})
 # What the callee_connection column holds for a call the echo peer answered.
@@ -76,8 +77,8 @@ class Switchboard:
     # Lifecycle --------------------------------------------------------------------
 
     async def start(self) -> None:
-        self.echo_user = await _run(self._echo_account)
-        if not self.kernel.realtime.bus.shares_presence:
+        self.echo_user = await _run(self.kernel.bot_account, ECHO, "Echo test")
+        if not self.kernel.realtime.crosses_processes:
             # One process is the whole deployment: calls still live are left from its previous run,
             # whose sockets, timers and echo peers are gone.
             for call in await _run(self.records.live_calls_everywhere):
@@ -101,18 +102,6 @@ class Switchboard:
                 except Exception:
                     logger.exception("ending call %s at shut-down failed", call.call_id)
         await self.echo.close_all()
-
-    def _echo_account(self) -> User:
-        """The reserved ``echo`` account, made on first start; it has no password and cannot log in."""
-        found = self.kernel.user(ECHO)
-        if found is not None:
-            return found
-        try:
-            return self.kernel.identity.create_user(ECHO, "!", "Echo test")
-        except ApiError:  # another process made it first
-            found = self.kernel.user(ECHO)
-            assert found is not None
-            return found
 
     async def _sweep(self) -> None:
         """Catch what timers lost with their process: rings past their timeout, calls whose party's socket is gone."""
@@ -328,7 +317,7 @@ class Switchboard:
             grace = self._grace.pop((call_id, side), None)
             if grace is not None:
                 grace.cancel()
-        reply = {"call": await _run(call_json, self.kernel, call, connection.user.id)}
+        reply: dict[str, Any] = {"call": await _run(call_json, self.kernel, call, connection.user.id)}
         if side == "caller" and call.state == ANSWERED:
             reply["sdp"] = call.answer
         return reply
@@ -448,11 +437,11 @@ class Switchboard:
         The kernel queues the reply as soon as the handler returns, before the
         loop runs anything else: work started here, at the very end, comes after it.
         """
-        token = _put_off.set([])
+        later: list[Awaitable[None]] = []
+        token = _put_off.set(later)
         try:
             return await work
         finally:
-            later = _put_off.get()
             _put_off.reset(token)
             for deferred in later:
                 self.kernel.realtime.spawn(self._logged(deferred))

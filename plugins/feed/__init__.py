@@ -12,7 +12,7 @@ from starlette.requests import Request
 
 from kernel import Feature, Kernel, Manifest, NavItem, ProfileSection, SandboxWorld, TextEntity, User, hookimpl
 from plugins.feed import api, entities, pages, seed
-from plugins.feed.posts import Feed
+from plugins.feed.posts import FEED, Feed
 from plugins.feed.settings import FeedSettings
 
 __version__ = "0.2.0"
@@ -50,7 +50,7 @@ def register_features() -> list[Feature]:
 
 @hookimpl
 def register_routes(kernel: Kernel) -> list:
-    feed = kernel.plugin_state["feed"] = Feed(kernel)
+    feed = FEED.put(kernel, Feed(kernel))
     # Room for the largest video and its multipart framing.
     kernel.allow_large_bodies("/api/feed/media", feed.media.limits.max_video_bytes + 64 * 1024)
     return [*api.routes, *pages.routes]

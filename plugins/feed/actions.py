@@ -7,12 +7,12 @@ from typing import Any
 import anyio.to_thread
 
 from kernel import Kernel, User
-from plugins.feed.posts import Feed, Written
+from plugins.feed.posts import FEED, Feed, Written
 
 
 def feed_of(kernel: Kernel) -> Feed:
     """The deployment's feed service (``register_routes`` puts it there)."""
-    return kernel.plugin_state["feed"]
+    return FEED.of(kernel)
 
 
 async def _tell(kernel: Kernel, author: User, written: Written) -> None:

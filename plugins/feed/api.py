@@ -20,8 +20,8 @@ from plugins.feed.posts import MAX_ID
 class PostIn(BaseModel):
     model_config = ConfigDict(extra="forbid")
     text: str = Field(max_length=200_000)
-    reply_to: int | None = Field(None, gt=0, le=MAX_ID)
-    quote_of: int | None = Field(None, gt=0, le=MAX_ID)
+    reply_to: int | None = Field(default=None, gt=0, le=MAX_ID)
+    quote_of: int | None = Field(default=None, gt=0, le=MAX_ID)
     media: list[int] = Field(default_factory=list, max_length=4)
 
 
@@ -92,7 +92,7 @@ async def media_file(request: Request) -> Response:
 
 
 def _page(answer: Any) -> Response:
-    return JSONResponse({"results": answer.results, "next_cursor": answer.next_cursor})
+    return JSONResponse(answer.as_json())
 
 
 async def home(request: Request) -> Response:

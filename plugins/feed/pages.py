@@ -24,6 +24,7 @@ from kernel import (
     Page,
     ProfileSection,
     User,
+    collect_async,
     current_user,
     get_kernel,
     login_redirect,
@@ -175,7 +176,7 @@ async def _widgets(request: Request, viewer: User | None, post: dict[str, Any]) 
     """What plugins show under the post in focus (the ``post_widgets`` hook); a repost shows its original's."""
     original = post.get("repost_of")
     shown = original if original and not original.get("unavailable") else post
-    found = await get_kernel(request).plugins.collect_async("post_widgets", request=request, viewer=viewer, post=shown)
+    found = await collect_async(get_kernel(request).hook.post_widgets(request=request, viewer=viewer, post=shown))
     return sorted((w for w in found if isinstance(w, ProfileSection)), key=lambda w: (w.order, w.title))
 
 

@@ -7,14 +7,16 @@ whose author the reader follows, by the posts' own index.
 
 from __future__ import annotations
 
+from collections.abc import Sequence
 from dataclasses import dataclass, field
+from functools import partial
 from typing import Any
 
 import regex
-from sqlalchemy import ARRAY, Connection, Integer, and_, any_, bindparam, delete, insert, select, update
+from sqlalchemy import ARRAY, Connection, Integer, Row, and_, any_, bindparam, delete, insert, select, update
 from sqlalchemy.exc import IntegrityError
 
-from kernel import ApiError, Kernel, Page, User, decode_cursor, encode_cursor, iso, render_text, utcnow
+from kernel import ApiError, Kernel, Page, PluginState, User, decode_cursor, encode_cursor, iso, render_text, utcnow
 from plugins.feed.entities import CASHTAG, HASHTAG, mention_names
 from plugins.feed.media import MAX_ID, MediaLibrary
 from plugins.feed.models import cashtags, hashtags, likes, mentions, posts
@@ -29,6 +31,11 @@ LONGFORM = "feed.longform"
 def grapheme_count(text: str) -> int:
     """Characters as people count them: an emoji with its modifiers, or a letter with its accents, is one."""
     return len(regex.findall(r"\X", text))
+
+
+def _post(conn: Connection, post_id: int) -> Row[Any] | None:
+    """The post's row, deleted or not; None when there is none."""
+    return conn.execute(select(posts).where(posts.c.id == post_id)).first()
 
 
 @dataclass
@@ -214,10 +221,10 @@ class Feed:
         """A post with the posts it answers (oldest first) and a page of its direct replies (oldest first)."""
         blocked = self._blocked(viewer)
         row = self._visible_row(post_id, blocked)
-        ancestors = []
+        ancestors: list[Row[Any]] = []
         parent_id = row.reply_to_id
         while parent_id is not None and len(ancestors) < 50:
-            parent = self.db.read(lambda conn, pid=parent_id: conn.execute(select(posts).where(posts.c.id == pid)).first())
+            parent = self.db.read(partial(_post, post_id=parent_id))
             if parent is None:
                 break
             ancestors.append(parent)
@@ -292,7 +299,7 @@ class Feed:
 
     # Showing --------------------------------------------------------------------------------
 
-    def to_json(self, rows: list[Any], viewer: User | None, blocked: set[int]) -> list[dict[str, Any]]:
+    def to_json(self, rows: Sequence[Row[Any]], viewer: User | None, blocked: set[int]) -> list[dict[str, Any]]:
         """Posts as the API shows them, with the posts they quote or repost, in as few queries as the page allows."""
         referenced = {row.quote_of_id for row in rows if row.quote_of_id} | {row.repost_of_id for row in rows if row.repost_of_id}
         inner: dict[int, Any] = {}
@@ -341,3 +348,6 @@ class Feed:
             return item
 
         return [item for row in rows if (item := one(row, nested=False)) is not None]
+
+
+FEED: PluginState[Feed] = PluginState("feed")

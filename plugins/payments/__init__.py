@@ -16,7 +16,7 @@ from starlette.requests import Request
 
 from kernel import Command, Kernel, Manifest, NavItem, ProfileAction, SandboxWorld, User, get_kernel, hookimpl
 from plugins.payments import api, billing_api, billing_pages, interest_cli, pages, seed
-from plugins.payments.service import Payments
+from plugins.payments.service import PAYMENTS, Payments
 from plugins.payments.settings import PaymentsSettings
 
 __version__ = "1.0.0"
@@ -39,7 +39,7 @@ def manifest() -> Manifest:
 
 @hookimpl
 def register_routes(kernel: Kernel) -> list:
-    kernel.plugin_state["payments"] = Payments(kernel, kernel.plugin_settings("payments"))
+    PAYMENTS.put(kernel, Payments(kernel, kernel.plugin_settings("payments")))
     return [*api.routes, *billing_api.routes, *billing_pages.routes, *pages.routes]
 
 
@@ -61,19 +61,19 @@ def profile_actions(request: Request, viewer: User | None, profile: User) -> lis
 
 @hookimpl
 async def startup(kernel: Kernel) -> None:
-    kernel.plugin_state["payments"].billing.periodic_look.start()
-    kernel.plugin_state["payments"].interest_job.start()
+    PAYMENTS.of(kernel).billing.periodic_look.start()
+    PAYMENTS.of(kernel).interest_job.start()
 
 
 @hookimpl
 async def shutdown(kernel: Kernel) -> None:
-    await kernel.plugin_state["payments"].interest_job.stop()
-    await kernel.plugin_state["payments"].billing.periodic_look.stop()
+    await PAYMENTS.of(kernel).interest_job.stop()
+    await PAYMENTS.of(kernel).billing.periodic_look.stop()
 
 
 def audit(kernel: Kernel, args: argparse.Namespace) -> int:
     """``everything payments audit``: check every invariant of the ledger; non-zero on any breach."""
-    breaches = kernel.plugin_state["payments"].ledger.audit()
+    breaches = PAYMENTS.of(kernel).ledger.audit()
     for breach in breaches:
         print(f"breach: {breach}", file=sys.stderr)
     print("the ledger is sound" if not breaches else f"{len(breaches)} breach(es)", file=sys.stderr)

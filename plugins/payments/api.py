@@ -11,7 +11,7 @@ from starlette.routing import Route
 
 from kernel import ApiError, JSONResponse, get_kernel, query_limit, read_json, require_user
 from plugins.payments.payment_requests import DIRECTIONS, STATUSES
-from plugins.payments.service import Payments
+from plugins.payments.service import PAYMENTS, Payments
 
 
 class TransferBody(BaseModel):
@@ -21,11 +21,11 @@ class TransferBody(BaseModel):
     to: Annotated[str, StringConstraints(min_length=1, max_length=64)]
     amount: int
     note: Annotated[str, StringConstraints(max_length=280)] = ""
-    idempotency_key: Annotated[str, StringConstraints(min_length=1, max_length=64)] | None = Field(None)
+    idempotency_key: Annotated[str, StringConstraints(min_length=1, max_length=64)] | None = None
 
 
 def payments_of(request: Request) -> Payments:
-    return get_kernel(request).plugin_state["payments"]
+    return PAYMENTS.of(get_kernel(request))
 
 
 async def wallet(request: Request) -> Response:
@@ -36,7 +36,7 @@ async def wallet(request: Request) -> Response:
 async def transactions(request: Request) -> Response:
     user = require_user(request)
     page = await payments_of(request).history(user, request.query_params.get("cursor"), query_limit(request))
-    return JSONResponse({"results": page.results, "next_cursor": page.next_cursor})
+    return JSONResponse(page.as_json())
 
 
 async def transfer(request: Request) -> Response:
@@ -76,7 +76,7 @@ async def list_requests(request: Request) -> Response:
     user = require_user(request)
     direction, status = _choice(request, "direction", DIRECTIONS), _choice(request, "status", STATUSES)
     page = await payments_of(request).requests.page(user, direction, status, request.query_params.get("cursor"), query_limit(request))
-    return JSONResponse({"results": page.results, "next_cursor": page.next_cursor})
+    return JSONResponse(page.as_json())
 
 
 async def accept_request(request: Request) -> Response:
@@ -101,7 +101,7 @@ class SavingsBody(BaseModel):
     model_config = ConfigDict(extra="forbid", strict=True)
 
     amount: int
-    idempotency_key: Annotated[str, StringConstraints(min_length=1, max_length=64)] | None = Field(None)
+    idempotency_key: Annotated[str, StringConstraints(min_length=1, max_length=64)] | None = None
 
 
 async def savings(request: Request) -> Response:

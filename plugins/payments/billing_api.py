@@ -13,6 +13,8 @@ from starlette.routing import Route
 from kernel import ApiError, JSONResponse, get_kernel, read_json, require_user
 from plugins.payments.billing_service import Billing
 from plugins.payments.checkouts import checkout_json
+from plugins.payments.sandbox_billing import SandboxBilling
+from plugins.payments.service import PAYMENTS
 from plugins.payments.stripe_billing import StripeBilling
 
 # Stripe's events are a few kilobytes; anything far larger is not one.
@@ -41,7 +43,7 @@ class CardBody(BaseModel):
 
 
 def billing_of(request: Request) -> Billing:
-    return get_kernel(request).plugin_state["payments"].billing
+    return PAYMENTS.of(get_kernel(request)).billing
 
 
 def _base(request: Request) -> str:
@@ -77,12 +79,12 @@ async def pay_sandbox_checkout(request: Request) -> Response:
 async def pay_with_card(billing: Billing, user_id: int, checkout_id: str, number: str, expiry: str, cvc: str) -> dict[str, Any]:
     """Charge a test card for the user's own sandbox checkout; the completed checkout."""
     provider = billing.provider
-    if provider.name != "sandbox":
+    if not isinstance(provider, SandboxBilling):
         raise ApiError(404, "not_found", "There is no sandbox checkout on this deployment.")
     row = await anyio.to_thread.run_sync(billing.checkouts.get, checkout_id, user_id)
     if row.status != "open":
         raise ApiError(409, "checkout_closed", f"This checkout is {row.status}.")
-    await billing.apply(provider.pay(row, number, expiry, cvc))  # type: ignore[attr-defined]
+    await billing.apply(provider.pay(row, number, expiry, cvc))
     return checkout_json(await anyio.to_thread.run_sync(billing.checkouts.get, checkout_id, user_id))
 
 

@@ -25,10 +25,11 @@ from plugins.payments.billing_api import pay_with_card
 from plugins.payments.billing_service import Billing
 from plugins.payments.checkouts import TOPUP
 from plugins.payments.money import money, parse_amount
+from plugins.payments.service import PAYMENTS
 
 
 def _billing(request: Request) -> Billing:
-    return get_kernel(request).plugin_state["payments"].billing
+    return PAYMENTS.of(get_kernel(request)).billing
 
 
 def _base(request: Request) -> str:

@@ -1,6 +1,6 @@
 """Billing on one kernel: checkouts for plans and top-ups, provider events applied once, and a periodic look.
 
-``kernel.plugin_state["payments"].billing`` holds one :class:`Billing`. Every
+``PAYMENTS.of(kernel).billing`` holds one :class:`Billing`. Every
 change from the provider — a webhook, the sandbox's card page, a renewal —
 becomes a :class:`BillingEvent` applied by :meth:`Billing.apply` in one
 database transaction: the event's id, the checkout it completes (with the
@@ -118,10 +118,11 @@ class Billing:
                 return None
             completed = self.checkouts.complete(conn, event.checkout_id, event.paid_amount) if event.checkout_id else None
             state = event.subscription
-            if event.requires_checkout and completed is None:
-                state = None
-            if state is not None and event.requires_checkout and grants_now(self.subscriptions.current(conn, completed.user_id)):
-                raise ApiError(409, "already_subscribed", "You already have a subscription; change or cancel it from your plan page.")
+            if event.requires_checkout:
+                if completed is None:
+                    state = None
+                elif state is not None and grants_now(self.subscriptions.current(conn, completed.user_id)):
+                    raise ApiError(409, "already_subscribed", "You already have a subscription; change or cancel it from your plan page.")
             return completed, self.subscriptions.apply(conn, state) if state is not None else None
 
         done = await self.kernel.db.awrite(work)

@@ -11,11 +11,12 @@ from __future__ import annotations
 
 import logging
 import secrets
+from collections.abc import Sequence
 from datetime import timedelta
 from types import SimpleNamespace
 from typing import TYPE_CHECKING, Any
 
-from sqlalchemy import select
+from sqlalchemy import Row, select
 
 from kernel import ApiError, iso, utcnow
 from plugins.payments.ledger import EXTERNAL, WALLET, Ledger, Leg
@@ -81,11 +82,11 @@ class Checkouts:
             raise not_found()
         return row
 
-    def close_open(self, user_id: int, purpose: str) -> list[Any]:
+    def close_open(self, user_id: int, purpose: str) -> Sequence[Row[Any]]:
         """Expire the user's open checkouts for ``purpose`` (a new one replaces them); returns those closed."""
         mine = (checkouts.c.user_id == user_id) & (checkouts.c.purpose == purpose) & (checkouts.c.status == OPEN)
 
-        def work(conn: Connection) -> list[Any]:
+        def work(conn: Connection) -> Sequence[Row[Any]]:
             found = conn.execute(select(checkouts).where(mine)).all()
             conn.execute(checkouts.update().where(mine).values(status=EXPIRED))
             return found

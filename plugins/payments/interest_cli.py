@@ -8,6 +8,7 @@ from datetime import date
 from typing import TYPE_CHECKING
 
 from kernel import utcnow
+from plugins.payments.service import PAYMENTS
 
 if TYPE_CHECKING:
     from kernel import Kernel
@@ -22,7 +23,7 @@ def arguments(parser: argparse.ArgumentParser) -> None:
 
 def run(kernel: Kernel, args: argparse.Namespace) -> int:
     """Accrue and say how many accounts earned interest; 2 for a day that has not begun. Safe to repeat."""
-    savings = kernel.plugin_state["payments"].savings
+    savings = PAYMENTS.of(kernel).savings
     if savings.settings.savings_rate == 0:
         print("savings_rate is 0: no interest to pay ([plugins.payments] savings_rate)", file=sys.stderr)
         return 0

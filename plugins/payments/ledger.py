@@ -22,11 +22,11 @@ import json
 from dataclasses import dataclass
 from typing import TYPE_CHECKING, Any
 
-from sqlalchemy import Boolean, TextClause, and_, bindparam, func, or_, select, text
+from sqlalchemy import Boolean, ColumnElement, TextClause, and_, bindparam, func, or_, select, text
 from sqlalchemy.dialects import postgresql, sqlite
 from sqlalchemy.exc import IntegrityError
 
-from kernel import ApiError, Page, decode_cursor, encode_cursor, iso, utcnow
+from kernel import ApiError, Page, decode_cursor, encode_cursor, inserted_id, iso, utcnow
 from plugins.payments.models import accounts, entries, transactions
 
 if TYPE_CHECKING:
@@ -112,7 +112,7 @@ class Ledger:
         values = {"user_id": user_id, "kind": kind, "currency": self.currency, "balance": 0, "created_at": utcnow()}
         try:
             with conn.begin_nested():
-                return conn.execute(accounts.insert().values(values)).inserted_primary_key[0]
+                return inserted_id(conn.execute(accounts.insert().values(values)))
         except IntegrityError:  # made by a concurrent request meanwhile
             return conn.execute(query).scalar_one()
 
@@ -132,7 +132,7 @@ class Ledger:
         """
         _check_balanced(legs)
         row = {"kind": kind, "created_at": utcnow(), "actor_id": actor_id, "note": note, **extra}
-        transaction_id = conn.execute(_INSERT_TRANSACTION, row).inserted_primary_key[0]
+        transaction_id = inserted_id(conn.execute(_INSERT_TRANSACTION, row))
         _write_legs(conn, transaction_id, legs)
         return transaction_id
 
@@ -222,7 +222,7 @@ class Ledger:
 
         def work(conn: Connection) -> Page:
             mine = select(accounts.c.id).where(accounts.c.user_id == user_id).scalar_subquery()
-            condition = entries.c.account_id.in_(mine)
+            condition: ColumnElement[bool] = entries.c.account_id.in_(mine)
             if after:
                 condition = and_(condition, entries.c.transaction_id < after[0])
             query = select(entries.c.transaction_id).where(condition).distinct().order_by(entries.c.transaction_id.desc())

@@ -51,7 +51,7 @@ from kernel import (
 from plugins.payments.checkouts import COMPLETED, OPEN
 from plugins.payments.money import money, parse_amount
 from plugins.payments.payment_requests import INCOMING, OUTGOING, PENDING
-from plugins.payments.service import Payments
+from plugins.payments.service import PAYMENTS, Payments
 
 PAGE_SIZE = 20
 # How many pending requests each list of the wallet shows.
@@ -81,8 +81,7 @@ KIND_TITLES = {
 
 
 def _payments(request: Request) -> Payments:
-    """The plugin's services (``kernel.plugin_state["payments"]``)."""
-    return get_kernel(request).plugin_state["payments"]
+    return PAYMENTS.of(get_kernel(request))
 
 
 # Amounts ----------------------------------------------------------------------------------

@@ -15,7 +15,7 @@ from typing import TYPE_CHECKING, Any
 import anyio.to_thread
 from sqlalchemy import and_, or_, select
 
-from kernel import ApiError, Page, User, decode_cursor, encode_cursor, iso, utcnow
+from kernel import ApiError, Page, User, decode_cursor, encode_cursor, inserted_id, iso, utcnow
 from plugins.payments.ledger import WALLET, Ledger, Leg
 from plugins.payments.models import payment_requests
 from plugins.payments.money import money
@@ -136,7 +136,7 @@ class PaymentRequests:
         }
 
         def work(conn: Connection) -> Row:
-            request_id = conn.execute(payment_requests.insert().values(values)).inserted_primary_key[0]
+            request_id = inserted_id(conn.execute(payment_requests.insert().values(values)))
             return _row(conn, request_id)
 
         return self.kernel.db.write(work)

@@ -17,13 +17,14 @@ import hashlib
 import json
 from datetime import date, datetime, time, timedelta
 from fractions import Fraction
+from functools import partial
 from typing import TYPE_CHECKING, Any
 
 import anyio.to_thread
 from sqlalchemy import and_, func, select
 from sqlalchemy.exc import IntegrityError
 
-from kernel import ApiError, User, utcnow
+from kernel import ApiError, User, inserted_id, utcnow
 from plugins.payments.ledger import INTEREST, SAVINGS, WALLET, Ledger, Leg
 from plugins.payments.models import accounts, entries, interest_accruals, transactions
 from plugins.payments.money import money
@@ -94,9 +95,9 @@ class Savings:
         accrued = 0
         for account_id, balance in due:
             try:
-                self.db.write(lambda conn, account_id=account_id, balance=balance: self._accrue(conn, account_id, balance, day, rate))
+                self.db.write(partial(self._accrue, account_id=account_id, balance=balance, day=day, rate=rate))
             except IntegrityError:
-                if not self.db.read(lambda conn, account_id=account_id: _accrued(conn, account_id, day)):
+                if not self.db.read(partial(_accrued, account_id=account_id, day=day)):
                     raise
                 continue  # another run (another process) accrued this account for this day first
             accrued += 1
@@ -200,7 +201,7 @@ class Savings:
             "remainder_nanos": 0,
             "created_at": utcnow(),
         }
-        accrual_id = conn.execute(interest_accruals.insert().values(row)).inserted_primary_key[0]
+        accrual_id = inserted_id(conn.execute(interest_accruals.insert().values(row)))
         previous = select(table.remainder_nanos).where(table.account_id == account_id, table.day < day).order_by(table.day.desc()).limit(1)
         carried = conn.execute(previous).scalar() or 0
         earned = (balance * rate * NANOS) // 365 + carried

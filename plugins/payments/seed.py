@@ -16,16 +16,13 @@ back-dating would mean writing around the ledger.
 from __future__ import annotations
 
 import random
-from typing import TYPE_CHECKING
 
 from kernel import Kernel, SandboxWorld
 from plugins.payments.billing_api import pay_with_card
 from plugins.payments.money import money
 from plugins.payments.sandbox_billing import NAME as SANDBOX_PROVIDER
 from plugins.payments.sandbox_billing import PAYS
-
-if TYPE_CHECKING:
-    from plugins.payments.service import Payments
+from plugins.payments.service import PAYMENTS, Payments
 
 # Top-ups in whole dollars (times 100 for cents): enough to pay for a few dinners, not a fortune.
 TOPUP_DOLLARS = (120, 150, 200, 250, 300, 400, 500)
@@ -46,6 +43,7 @@ MEMOS: tuple[tuple[str, int, int], ...] = (
     ("gym day pass", 800, 1500),
     ("train tickets", 2500, 6000),
 )
+
 # How many transfers and who must be in some: the logins a demo starts with should have a full history.
 TRANSFERS = 14
 FEATURED = ("maya_chen", "sam_rivera", "olivia_ops")
@@ -56,7 +54,7 @@ OPEN_REQUEST_AMOUNT = 4200
 
 async def seed(kernel: Kernel, world: SandboxWorld) -> None:
     """Top every human's wallet up, make transfers and payment requests among them, and note what was done."""
-    payments: Payments = kernel.plugin_state["payments"]
+    payments = PAYMENTS.of(kernel)
     billing = payments.billing
     if billing.provider.name != SANDBOX_PROVIDER:
         # Only the sandbox provider takes the test card; with Stripe the money would have to be real.

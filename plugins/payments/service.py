@@ -1,4 +1,4 @@
-"""The payments plugin's services on one kernel: ``kernel.plugin_state["payments"]`` holds one :class:`Payments`."""
+"""The payments plugin's services on one kernel: :data:`PAYMENTS` holds one :class:`Payments` per kernel."""
 
 from __future__ import annotations
 
@@ -6,7 +6,7 @@ from typing import TYPE_CHECKING, Any
 
 import anyio.to_thread
 
-from kernel import ApiError, Page, User
+from kernel import ApiError, Page, PluginState, User
 from plugins.payments.billing_service import Billing
 from plugins.payments.interest_job import InterestJob
 from plugins.payments.ledger import SAVINGS, WALLET, Ledger
@@ -79,3 +79,6 @@ class Payments:
         other_id = item.pop("counterparty_id")
         other = await anyio.to_thread.run_sync(self.kernel.user_by_id, other_id) if other_id else None
         return {**item, "currency": self.settings.currency, "counterparty": self.kernel.user_json(other) if other else None}
+
+
+PAYMENTS: PluginState[Payments] = PluginState("payments")

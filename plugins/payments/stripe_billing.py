@@ -16,7 +16,7 @@ from __future__ import annotations
 import json
 import logging
 from dataclasses import replace
-from datetime import datetime, timezone
+from datetime import UTC, datetime
 from typing import TYPE_CHECKING, Any
 
 import stripe
@@ -27,6 +27,8 @@ from plugins.payments.checkouts import TOPUP
 from plugins.payments.settings import StripeSettings
 
 if TYPE_CHECKING:
+    from stripe.params.checkout import SessionCreateParams, SessionCreateParamsLineItem, SessionCreateParamsLineItemPriceData
+
     from kernel import Kernel
 
 logger = logging.getLogger("everything.payments")
@@ -38,7 +40,7 @@ CHECKOUT_EVENTS = ("checkout.session.completed", "checkout.session.async_payment
 
 
 def _moment(timestamp: int | None) -> datetime | None:
-    return datetime.fromtimestamp(timestamp, timezone.utc).replace(tzinfo=None) if timestamp else None
+    return datetime.fromtimestamp(timestamp, UTC).replace(tzinfo=None) if timestamp else None
 
 
 def _id(value: Any) -> str | None:
@@ -66,8 +68,11 @@ class StripeBilling:
     def __init__(self, kernel: Kernel, settings: StripeSettings) -> None:
         self.kernel = kernel
         self.settings = settings
-        base = {"api": settings.api_base} if settings.api_base else {}
-        self.client = stripe.StripeClient(settings.secret_key.get_secret_value(), base_addresses=base, max_network_retries=2)  # type: ignore[arg-type]
+        self.client = stripe.StripeClient(
+            settings.secret_key.get_secret_value(),
+            base_addresses={"api": settings.api_base} if settings.api_base else {},
+            max_network_retries=2,
+        )
         self.price_of_plan = {plan: price if isinstance(price, str) else price[0] for plan, price in settings.prices.items() if price}
         self.plan_of_price = {
             price: plan for plan, prices in settings.prices.items() for price in ([prices] if isinstance(prices, str) else prices)
@@ -77,8 +82,8 @@ class StripeBilling:
 
     def open_checkout(self, request: CheckoutRequest) -> tuple[str, str | None]:
         metadata = {"checkout_id": request.checkout_id, "user_id": str(request.user_id), "purpose": request.purpose, "plan": request.plan or ""}
-        price_data: dict[str, Any] = {"currency": request.currency.lower(), "unit_amount": request.amount}
-        params: dict[str, Any] = {
+        price_data: SessionCreateParamsLineItemPriceData = {"currency": request.currency.lower(), "unit_amount": request.amount}
+        params: SessionCreateParams = {
             "client_reference_id": str(request.user_id),
             "success_url": request.success_url,
             "cancel_url": request.cancel_url,
@@ -93,10 +98,10 @@ class StripeBilling:
             price = self.price_of_plan.get(request.plan or "")
             if price is None:
                 price_data |= {"recurring": {"interval": request.interval or "month"}, "product_data": {"name": request.plan_title}}
-            line = {"price": price} if price else {"price_data": price_data}
+            line: SessionCreateParamsLineItem = {"price": price} if price else {"price_data": price_data}
             params |= {"mode": "subscription", "subscription_data": {"metadata": metadata}, "line_items": [line | {"quantity": 1}]}
         try:
-            session = self.client.v1.checkout.sessions.create(params=params)  # type: ignore[arg-type]
+            session = self.client.v1.checkout.sessions.create(params=params)
         except stripe.StripeError as error:
             raise _provider_error(error) from error
         return session.url or "", session.id

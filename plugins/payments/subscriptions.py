@@ -195,7 +195,7 @@ class Subscriptions:
         """The user's subscription that matters now: a live one first, else the latest."""
         rows = conn.execute(select(subscriptions).where(subscriptions.c.user_id == user_id).order_by(subscriptions.c.id.desc())).all()
         live = [row for row in rows if grants_now(row)]
-        return (live or rows or [None])[0]
+        return next(iter(live or rows), None)
 
     def due_for_a_look(self, conn: Connection, within: timedelta) -> list[Any]:
         """Live subscriptions whose period (or grace period) ends within ``within``, or ended while the grant lasts.

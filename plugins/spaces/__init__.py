@@ -14,7 +14,7 @@ from starlette.requests import Request
 
 from kernel import Connection, Feature, Kernel, Manifest, NavItem, SandboxWorld, User, hookimpl
 from plugins.spaces import api, pages, seed, signaling
-from plugins.spaces.service import Spaces
+from plugins.spaces.service import SPACES, Spaces
 from plugins.spaces.settings import SpacesSettings
 
 __version__ = "0.2.0"
@@ -51,28 +51,28 @@ def register_features() -> list[Feature]:
 @hookimpl
 def register_routes(kernel: Kernel) -> list:
     settings = kernel.plugin_settings("spaces")
-    kernel.plugin_state["spaces"] = Spaces(kernel, settings)
+    SPACES.put(kernel, Spaces(kernel, settings))
     return [*api.routes, *pages.routes]
 
 
 @hookimpl
 def register_realtime(kernel: Kernel) -> dict:
-    return signaling.handlers(kernel.plugin_state["spaces"])
+    return signaling.handlers(SPACES.of(kernel))
 
 
 @hookimpl
 async def startup(kernel: Kernel) -> None:
-    await anyio.to_thread.run_sync(kernel.plugin_state["spaces"].reconcile)
+    await anyio.to_thread.run_sync(SPACES.of(kernel).reconcile)
 
 
 @hookimpl
 async def shutdown(kernel: Kernel) -> None:
-    await kernel.plugin_state["spaces"].close()
+    await SPACES.of(kernel).close()
 
 
 @hookimpl
 async def realtime_disconnected(connection: Connection) -> None:
-    await connection.kernel.plugin_state["spaces"].disconnected(connection)
+    await SPACES.of(connection.kernel).disconnected(connection)
 
 
 @hookimpl

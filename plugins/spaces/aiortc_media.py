@@ -32,14 +32,15 @@ import logging
 import time
 from dataclasses import dataclass, field
 from pathlib import Path
+from typing import cast
 
 import av
 import numpy as np
 from aiortc import RTCPeerConnection, RTCSessionDescription
 from aiortc.mediastreams import MediaStreamError, MediaStreamTrack
 
-from plugins.calls.ice import host_addresses as ice_host_addresses
-from plugins.calls.ice import rtc_configuration
+from kernel import host_addresses as ice_host_addresses
+from kernel import rtc_configuration
 from plugins.spaces.media import SpeakingCallback
 from plugins.spaces.mixer import PTIME, SAMPLES, Mixer, to_mono_s16
 
@@ -66,7 +67,7 @@ class SpaceTrack(MediaStreamTrack):
                 self._queue.get_nowait()
             self._queue.put_nowait(packet)
 
-    async def recv(self) -> av.Packet:  # type: ignore[override]
+    async def recv(self) -> av.Packet:
         if self.readyState != "live":
             raise MediaStreamError
         packet = await self._queue.get()
@@ -297,7 +298,8 @@ class AiortcMedia:
         resampler = None
         with contextlib.suppress(MediaStreamError):
             while True:
-                frame = await track.recv()
+                # aiortc types recv() for any track, video and packets included; a remote audio track gives AudioFrames.
+                frame = cast(av.AudioFrame, await track.recv())
                 if not participant.in_mix:
                     continue  # read anyway, or aiortc's queue of decoded frames would grow
                 if frame.format.name != "s16" or frame.sample_rate != 48_000:

@@ -12,7 +12,7 @@ from starlette.responses import FileResponse, Response
 from starlette.routing import Route
 
 from kernel import ApiError, JSONResponse, get_kernel, query_limit, read_json, require_user
-from plugins.spaces.service import Spaces, unknown_space
+from plugins.spaces.service import SPACES, Spaces, unknown_space
 
 
 class CreateBody(BaseModel):
@@ -26,7 +26,7 @@ class CreateBody(BaseModel):
 
 
 def spaces_of(request: Request) -> Spaces:
-    return get_kernel(request).plugin_state["spaces"]
+    return SPACES.of(get_kernel(request))
 
 
 def space_id(request: Request) -> int:
@@ -52,7 +52,7 @@ async def list_live(request: Request) -> Response:
     if status != "live":
         raise ApiError(422, "validation_error", "status: live or scheduled.", field="status")
     page = await spaces_of(request).list_live(user, request.query_params.get("cursor"), query_limit(request))
-    return JSONResponse({"results": page.results, "next_cursor": page.next_cursor})
+    return JSONResponse(page.as_json())
 
 
 async def one(request: Request) -> Response:
@@ -63,7 +63,7 @@ async def one(request: Request) -> Response:
 async def listeners(request: Request) -> Response:
     user = require_user(request)
     page = await spaces_of(request).listeners(user, space_id(request), request.query_params.get("cursor"), query_limit(request, 50, 200))
-    return JSONResponse({"results": page.results, "next_cursor": page.next_cursor})
+    return JSONResponse(page.as_json())
 
 
 async def recording(request: Request) -> Response:

@@ -23,37 +23,31 @@ from __future__ import annotations
 import asyncio
 import collections
 import contextlib
-import itertools
-import json
 from collections.abc import Callable, Sequence
 from typing import Any
 
-import httpx
 from aiortc import RTCPeerConnection, RTCSessionDescription
 from aiortc.mediastreams import MediaStreamTrack
-from websockets.asyncio.client import ClientConnection, connect
 
-from plugins.calls.ice import host_addresses, rtc_configuration
-from plugins.calls.media import ReceivedMedia, ToneTrack
+from kernel import RealtimeClient, RealtimeError, ReceivedMedia, ToneTrack, host_addresses, rtc_configuration
 
 
-class SpaceError(Exception):
+class SpaceError(RealtimeError):
     """The server refused a request; ``code`` is the protocol's error code."""
 
-    def __init__(self, code: str, message: str = "") -> None:
-        super().__init__(f"{code}: {message}" if message else code)
-        self.code = code
-        self.message = message
 
-
-class SpaceClient:
+class SpaceClient(RealtimeClient):
     """One user's realtime connection, in at most one Space at a time.
 
     Give ``token`` (an API token) or ``username`` and ``password`` (the
     client then logs in and mints a token, revoked on :meth:`close`).
     ``host_addresses`` limits the addresses our peer offers as ICE host
-    candidates (``["127.0.0.1"]`` keeps a test on loopback).
+    candidates (``["127.0.0.1"]`` keeps a test on loopback). Signing in,
+    the socket, :meth:`api` and :meth:`request` are :class:`kernel.RealtimeClient`'s.
     """
+
+    client_name = "spaces client"
+    error_type = SpaceError
 
     def __init__(
         self,
@@ -65,12 +59,8 @@ class SpaceClient:
         host_addresses: Sequence[str] | None = None,
         request_timeout: float = 15.0,
     ) -> None:
-        if token is None and (username is None or password is None):
-            raise ValueError("give a token, or a username and a password")
-        self.base_url = base_url.rstrip("/")
+        super().__init__(base_url, token=token, username=username, password=password, request_timeout=request_timeout)
         self.host_addresses = list(host_addresses) if host_addresses else None
-        self.request_timeout = request_timeout
-        self.user: dict[str, Any] = {}
         self.space: dict[str, Any] | None = None  # the last spaces.state
         self.space_id: int | None = None
         # Every other spaces.* message, oldest first; the last 500, since a bot stays in a Space for hours.
@@ -78,99 +68,15 @@ class SpaceClient:
         self.received = ReceivedMedia()
         self.pc: RTCPeerConnection | None = None
         self.tone: MediaStreamTrack | None = None
-        self._token = token
-        self._username, self._password = username, password
-        self._minted_token_id: int | None = None
-        self._http: httpx.AsyncClient | None = None
-        self._ws: ClientConnection | None = None
-        self._reader: asyncio.Task[None] | None = None
         self._consumer: asyncio.Task[None] | None = None
-        self._ids = itertools.count(1)
-        self._waiting: dict[str, asyncio.Future[dict[str, Any]]] = {}
         self._changed = asyncio.Event()
-
-    @property
-    def username(self) -> str:
-        return str(self.user.get("username", self._username or ""))
-
-    async def __aenter__(self) -> SpaceClient:
-        return await self.connect()
-
-    async def __aexit__(self, *exc: object) -> None:
-        await self.close()
-
-    # Connecting -----------------------------------------------------------------------------
-
-    async def connect(self) -> SpaceClient:
-        """Log in if need be and open the realtime socket."""
-        self._http = httpx.AsyncClient(base_url=self.base_url, timeout=30, trust_env=False)
-        try:
-            if self._token is None:
-                login = await self.api("POST", "/api/auth/login", {"username": self._username, "password": self._password})
-                minted = await self._http.post(
-                    "/api/auth/tokens", json={"name": "spaces client"}, headers={"X-CSRF-Token": login["csrf_token"]}
-                )
-                token = _json_or_raise(minted)
-                self._token, self._minted_token_id = token["token"], token["id"]
-                self._http.cookies.clear()  # from here on the token speaks for us
-            self._http.headers["Authorization"] = f"Bearer {self._token}"
-            url = self.base_url.replace("http://", "ws://", 1).replace("https://", "wss://", 1) + "/ws"
-            self._ws = await connect(url, additional_headers={"Authorization": f"Bearer {self._token}"}, proxy=None)
-            hello = json.loads(await asyncio.wait_for(self._ws.recv(), 30))
-            if hello.get("type") != "kernel.hello":
-                raise SpaceError("unexpected_greeting", f"the server greeted with {hello.get('type')!r}")
-            self.user = hello["user"]
-            self._reader = asyncio.create_task(self._read(self._ws), name=f"spaces client @{self.username}")
-        except BaseException:
-            await self.close()
-            raise
-        return self
 
     async def close(self) -> None:
         """Close the peer and the socket (the server takes that as leaving) and revoke a minted token."""
         await self._close_peer()
-        ws, self._ws = self._ws, None
-        if ws is not None:
-            await ws.close()
-        if self._reader is not None:
-            self._reader.cancel()
-            with contextlib.suppress(asyncio.CancelledError):
-                await self._reader
-        for future in self._waiting.values():
-            if not future.done():
-                future.set_exception(ConnectionError("the client closed"))
-        self._waiting.clear()
-        if self._http is not None:
-            if self._minted_token_id is not None:
-                with contextlib.suppress(httpx.HTTPError):
-                    await self._http.delete(f"/api/auth/tokens/{self._minted_token_id}")
-            await self._http.aclose()
-            self._http = None
+        await super().close()
 
     # Requests ---------------------------------------------------------------------------------
-
-    async def api(self, method: str, path: str, json_body: Any = None) -> Any:
-        """A JSON API request as this user; :class:`SpaceError` with the error's code when refused."""
-        if self._http is None:
-            raise RuntimeError("connect() first")
-        return _json_or_raise(await self._http.request(method, path, json=json_body))
-
-    async def request(self, message: dict[str, Any]) -> dict[str, Any]:
-        """Send a realtime message and return the server's answer; :class:`SpaceError` on an ``error``."""
-        if self._ws is None:
-            raise RuntimeError("connect() first")
-        request_id = f"r{next(self._ids)}"
-        future: asyncio.Future[dict[str, Any]] = asyncio.get_running_loop().create_future()
-        self._waiting[request_id] = future
-        try:
-            await self._ws.send(json.dumps({**message, "id": request_id}))
-            async with asyncio.timeout(self.request_timeout):
-                answer = await future
-        finally:
-            self._waiting.pop(request_id, None)
-        if answer.get("type") == "error":
-            raise SpaceError(answer.get("code", "error"), answer.get("message", ""))
-        return answer
 
     async def create(self, title: str, starts_at: str | None = None) -> dict[str, Any]:
         """``POST /api/spaces``: a new Space hosted by this user."""
@@ -209,8 +115,8 @@ class SpaceClient:
         await self._close_peer()
         self.space_id = None
 
-    async def wait_for(self, condition: Callable[[SpaceClient], bool], timeout: float = 15.0) -> None:
-        """Return once ``condition(self)`` holds, checked after every message; TimeoutError after ``timeout``."""
+    async def wait_for(self, condition: Callable[[SpaceClient], bool], timeout: float | None = 15.0) -> None:
+        """Return once ``condition(self)`` holds, checked after every message; TimeoutError after ``timeout`` (None: wait for ever)."""
         async with asyncio.timeout(timeout):
             while not condition(self):
                 self._changed.clear()
@@ -244,27 +150,12 @@ class SpaceClient:
             self.tone.stop()
             self.tone = None
 
-    async def _read(self, ws: ClientConnection) -> None:
-        async for raw in ws:
-            message = json.loads(raw)
-            ref = message.get("ref")
-            if ref is not None and str(ref) in self._waiting:
-                future = self._waiting.pop(str(ref))
-                if not future.done():
-                    future.set_result(message)
-            elif message.get("type") == "spaces.state":
-                self.space = message["space"]
-            elif str(message.get("type", "")).startswith("spaces."):
-                self.events.append(message)
-            self._changed.set()
-
-
-def _json_or_raise(response: httpx.Response) -> Any:
-    try:
-        body = response.json()
-    except ValueError:
-        body = None
-    if response.is_success:
-        return body
-    error = body.get("error", {}) if isinstance(body, dict) else {}
-    raise SpaceError(error.get("code", f"http_{response.status_code}"), error.get("message", response.text[:200]))
+    def handle(self, message: dict[str, Any]) -> None:
+        """Keep the last ``spaces.state`` in :attr:`space` and every other ``spaces.*`` in :attr:`events`; wake :meth:`wait_for`."""
+        if message.get("type") == "spaces.state":
+            self.space = message["space"]
+        elif str(message.get("type", "")).startswith("spaces."):
+            self.events.append(message)
+        else:
+            super().handle(message)
+        self._changed.set()

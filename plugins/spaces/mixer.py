@@ -97,12 +97,13 @@ class Recorder:
         self.stream.time_base = TIME_BASE
         self._first_pts: int | None = None
 
-    def write(self, packets: list[av.Packet]) -> None:
+    def write(self, packets: list[av.Packet], pts: int) -> None:
+        """Mux one tick's packets, which the encoder stamped with the tick's ``pts``."""
         for packet in packets:
             if self._first_pts is None:
-                self._first_pts = packet.pts
+                self._first_pts = pts
             copy = av.Packet(bytes(packet))
-            copy.pts = copy.dts = packet.pts - self._first_pts
+            copy.pts = copy.dts = pts - self._first_pts
             copy.time_base = TIME_BASE
             copy.stream = self.stream
             self.container.mux(copy)
@@ -172,7 +173,7 @@ class Mixer:
         mix_packets = self.mix_encoder.encode(mix, pts)
         if self.recorder is not None:
             try:
-                self.recorder.write(mix_packets)
+                self.recorder.write(mix_packets, pts)
             except Exception:  # a full disk ends the recording, not the Space's sound
                 log.exception("spaces: recording to %s failed; it stops here", self.recorder.path)
                 self._stop_recording()

@@ -10,9 +10,11 @@ from __future__ import annotations
 import asyncio
 import contextlib
 from datetime import timedelta
+from functools import partial
 
 from kernel import Kernel, SandboxWorld
 from plugins.spaces.client import SpaceClient, SpaceError
+from plugins.spaces.service import SPACES
 
 HOST_BOT = "radio_bot"
 LIVE_TITLE = "Open mic: markets, coffee and whatever you bring"
@@ -53,8 +55,13 @@ async def seed(kernel: Kernel, world: SandboxWorld) -> None:
 
     if SCHEDULED_HOST in world.users:
         tomorrow = (world.now + timedelta(days=1)).replace(hour=18, minute=0, second=0, microsecond=0)
-        await kernel.plugin_state["spaces"].create(world.user(SCHEDULED_HOST), SCHEDULED_TITLE, tomorrow)
+        await SPACES.of(kernel).create(world.user(SCHEDULED_HOST), SCHEDULED_TITLE, tomorrow)
         world.note(f'spaces: @{SCHEDULED_HOST} has scheduled "{SCHEDULED_TITLE}" for tomorrow at 18:00 UTC')
+
+
+def _hands_down(asked: set[str], client: SpaceClient) -> bool:
+    """True once the Space's state lists none of ``asked`` with a raised hand."""
+    return not (client.space and asked & set(client.space.get("hands", [])))
 
 
 async def invite_raised_hands(bot: SpaceClient) -> None:
@@ -69,4 +76,4 @@ async def invite_raised_hands(bot: SpaceClient) -> None:
                 with contextlib.suppress(SpaceError):  # they may have left meanwhile
                     await bot.request({"type": "spaces.lower_hand", "user": username})
         # Until the state says those hands are down, they are still listed: don't ask twice.
-        await bot.wait_for(lambda client, asked=asked: not (client.space and asked & set(client.space.get("hands", []))), timeout=None)
+        await bot.wait_for(partial(_hands_down, asked), timeout=None)

@@ -1,6 +1,6 @@
 """The Spaces control plane on one kernel: Spaces, members and every stage change.
 
-``kernel.plugin_state["spaces"]`` holds one :class:`Spaces`. The rules are
+:data:`SPACES` holds one :class:`Spaces` per kernel. The rules are
 in :mod:`plugins.spaces.stage`; this module loads a Space's members, asks
 the rules, stores what they decided, tells the media backend
 (:class:`plugins.spaces.media.SpacesMedia`, in :attr:`Spaces.media`) and
@@ -17,14 +17,14 @@ from __future__ import annotations
 import asyncio
 import logging
 from dataclasses import dataclass
-from datetime import datetime, timedelta
+from datetime import UTC, datetime, timedelta
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
 import anyio.to_thread
 from sqlalchemy import and_, case, func, insert, or_, select, update
 
-from kernel import ApiError, Connection, Page, User, decode_cursor, encode_cursor, iso, utcnow
+from kernel import ApiError, Connection, Page, PluginState, User, decode_cursor, encode_cursor, inserted_id, iso, utcnow
 from plugins.spaces import stage as rules
 from plugins.spaces.aiortc_media import AiortcMedia
 from plugins.spaces.models import members, spaces
@@ -174,7 +174,7 @@ class Spaces:
             await anyio.to_thread.run_sync(self.kernel.entitlements.require, host, "spaces.record")
         if starts_at is not None:
             if starts_at.tzinfo is not None:
-                starts_at = (starts_at - starts_at.utcoffset()).replace(tzinfo=None)  # type: ignore[operator]
+                starts_at = starts_at.astimezone(UTC).replace(tzinfo=None)
             if starts_at <= now:
                 raise ApiError(422, "validation_error", "starts_at: must be in the future.", field="starts_at")
             if starts_at > now + timedelta(days=self.settings.max_schedule_days):
@@ -197,7 +197,7 @@ class Spaces:
         }
 
         def work(conn: Db) -> Space:
-            space_id = conn.execute(insert(spaces).values(**values)).inserted_primary_key[0]
+            space_id = inserted_id(conn.execute(insert(spaces).values(**values)))
             space = self._get(conn, space_id)
             assert space is not None
             return space
@@ -424,7 +424,7 @@ class Spaces:
             "listener_count": len(all_listeners),
             "stage": [p for p in map(person, on_stage) if p is not None],
             "listeners": [p for p in map(person, listeners) if p is not None],
-            "hands": [people[m.user_id].username for m in all_listeners if m.hand_raised and people.get(m.user_id)],  # type: ignore[union-attr]
+            "hands": [user.username for m in all_listeners if m.hand_raised and (user := people.get(m.user_id)) is not None],
             "limits": {"cohosts": rules.MAX_COHOSTS, "speakers": rules.MAX_SPEAKERS},
         }
 
@@ -612,7 +612,7 @@ class Spaces:
 
         Only for a deployment of one process (the in-process bus): with several, the others' members are real.
         """
-        if self.kernel.settings.bus.url is not None:
+        if self.kernel.realtime.crosses_processes:
             return
         now = utcnow()
 
@@ -695,3 +695,6 @@ def count_live(kernel: Kernel) -> int:
     return kernel.db.read(
         lambda conn: conn.execute(select(func.count()).select_from(spaces).where(spaces.c.status == LIVE)).scalar_one()
     )
+
+
+SPACES: PluginState[Spaces] = PluginState("spaces")

@@ -7,18 +7,15 @@ is refused here, with an error naming the field, before it touches a Space.
 from __future__ import annotations
 
 from collections.abc import Awaitable, Callable
-from typing import Annotated, Any, Literal
+from typing import Annotated, Any, Literal, TypeVar
 
-from pydantic import BaseModel, ConfigDict, Field, StringConstraints, ValidationError
+from pydantic import BaseModel, ConfigDict, Field, StringConstraints
 
-from kernel import ApiError, Connection, realtime_feature_required
+from kernel import Connection, Sdp, realtime_feature_required, validate_signal
 from plugins.spaces.service import Spaces
-
-MAX_SDP = 32_768
 
 SpaceId = Annotated[int, Field(ge=1, le=2**53)]
 Username = Annotated[str, StringConstraints(min_length=1, max_length=64)]
-Sdp = Annotated[str, StringConstraints(min_length=1, max_length=MAX_SDP)]
 
 
 class _Message(BaseModel):
@@ -30,7 +27,7 @@ class _Message(BaseModel):
 
 
 class Join(_Message):
-    space_id: SpaceId  # type: ignore[assignment]
+    space_id: SpaceId
     sdp: Sdp
 
 
@@ -58,29 +55,15 @@ class Record(_Message):
     on: bool
 
 
-M = Any
+M = TypeVar("M", bound=_Message)
 
 
 def parse(model: type[M], message: dict[str, Any]) -> M:
-    """``message`` as ``model``; 422 ``validation_error`` naming the first bad field, 422 ``invalid_sdp`` for a non-SDP."""
-    try:
-        parsed = model.model_validate(message)
-    except ValidationError as exc:
-        first = exc.errors()[0]
-        field = ".".join(str(part) for part in first["loc"]) or "message"
-        raise ApiError(422, "validation_error", f"{field}: {first['msg']}", field=field) from None
-    sdp = getattr(parsed, "sdp", None)
-    if sdp is not None and not looks_like_sdp(sdp):
-        raise ApiError(
-            422, "invalid_sdp", "sdp: not a session description (it must start with v=0 and describe media).", field="sdp"
-        )
-    return parsed
+    """``message`` as ``model``; 422 ``validation_error`` naming the first bad field, 422 ``invalid_sdp`` for a non-SDP.
 
-
-def looks_like_sdp(sdp: str) -> bool:
-    """A cheap structural check (RFC 8866): a version line first, an origin, and at least one media section."""
-    lines = sdp.replace("\r\n", "\n").split("\n")
-    return lines[0] == "v=0" and any(line.startswith("o=") for line in lines) and any(line.startswith("m=") for line in lines)
+    The errors are the kernel's (:func:`kernel.validate_signal`), worded as the HTTP API words them.
+    """
+    return validate_signal(model, message)
 
 
 Handler = Callable[[Connection, dict[str, Any]], Awaitable[dict[str, Any]]]

@@ -27,7 +27,7 @@ from kernel import (
     hookimpl,
 )
 from plugins.trading import api, cashtags, pages, realtime_handlers, seed
-from plugins.trading.service import Trading
+from plugins.trading.service import TRADING, Trading
 from plugins.trading.settings import TradingSettings
 
 __version__ = "0.2.0"
@@ -63,30 +63,30 @@ def register_features() -> list[Feature]:
 
 @hookimpl
 def register_routes(kernel: Kernel) -> list:
-    kernel.plugin_state["trading"] = Trading(kernel, kernel.plugin_settings("trading"))
+    TRADING.put(kernel, Trading(kernel, kernel.plugin_settings("trading")))
     return [*api.routes, *pages.routes]
 
 
 @hookimpl
 def register_realtime(kernel: Kernel) -> dict:
-    trading: Trading = kernel.plugin_state["trading"]
+    trading = TRADING.of(kernel)
     return realtime_handlers.handlers(trading.ticker, trading.settings.max_subscriptions)
 
 
 @hookimpl
 async def startup(kernel: Kernel) -> None:
-    kernel.plugin_state["trading"].matcher.job.start()
+    TRADING.of(kernel).matcher.job.start()
 
 
 @hookimpl
 async def shutdown(kernel: Kernel) -> None:
-    await kernel.plugin_state["trading"].matcher.job.stop()
-    await kernel.plugin_state["trading"].ticker.stop()
+    await TRADING.of(kernel).matcher.job.stop()
+    await TRADING.of(kernel).ticker.stop()
 
 
 @hookimpl
 def realtime_disconnected(connection: Connection) -> None:
-    connection.kernel.plugin_state["trading"].ticker.forget(connection)
+    TRADING.of(connection.kernel).ticker.forget(connection)
 
 
 

@@ -14,7 +14,7 @@ from starlette.routing import Route
 
 from kernel import ApiError, JSONResponse, get_kernel, query_limit, read_json, require_user
 from plugins.trading.paper import OrderRequest
-from plugins.trading.service import Trading
+from plugins.trading.service import TRADING, Trading
 
 
 class OrderBody(BaseModel):
@@ -25,14 +25,14 @@ class OrderBody(BaseModel):
     # A number or a decimal string; fractions down to a millionth.
     qty: Decimal = Field(allow_inf_nan=False)
     type: Literal["market", "limit", "stop"]
-    limit_price: Decimal | None = Field(None, allow_inf_nan=False)
-    stop_price: Decimal | None = Field(None, allow_inf_nan=False)
+    limit_price: Decimal | None = Field(default=None, allow_inf_nan=False)
+    stop_price: Decimal | None = Field(default=None, allow_inf_nan=False)
     time_in_force: Literal["day", "gtc"] = "day"
     client_order_id: Annotated[str, StringConstraints(min_length=1, max_length=64)] | None = None
 
 
 def trading_of(request: Request) -> Trading:
-    return get_kernel(request).plugin_state["trading"]
+    return TRADING.of(get_kernel(request))
 
 
 async def symbols(request: Request) -> Response:

@@ -15,6 +15,7 @@ from markupsafe import Markup
 
 from kernel import Kernel, ProfileSection, TextEntity, User
 from plugins.trading.quotes import Quotes
+from plugins.trading.service import TRADING
 
 # A $ that does not follow a letter, digit or another $, then 1 to 6 letters that end a word: $TSLA, $btc.
 CASHTAG = re.compile(r"(?<![\w$])\$([A-Za-z]{1,6})\b")
@@ -62,7 +63,7 @@ def text_entities(kernel: Kernel, text: str) -> list[TextEntity]:
     """Each known cashtag of ``text`` as a chip with its (delayed) price and day change."""
     if "$" not in text:
         return []
-    quotes: Quotes = kernel.plugin_state["trading"].quotes
+    quotes = TRADING.of(kernel).quotes
     entities = []
     for start, end, symbol in known_cashtags(quotes, text):
         quote = quotes.chip_quote(symbol)
@@ -93,7 +94,7 @@ def spark_points(closes: list[float]) -> str:
 
 def cards(kernel: Kernel, viewer: User | None, text: str) -> list[ProfileSection]:
     """A price card for each of the first known cashtags of a post, at the viewer's tier (blocking)."""
-    quotes: Quotes = kernel.plugin_state["trading"].quotes
+    quotes = TRADING.of(kernel).quotes
     symbols = list(dict.fromkeys(symbol for _, _, symbol in known_cashtags(quotes, text)))[:MAX_CARDS]
     if not symbols:
         return []

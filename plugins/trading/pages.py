@@ -17,14 +17,14 @@ page says the prices are simulated, and delayed when they are.
 
 from __future__ import annotations
 
-from typing import Any
+from typing import Any, Protocol
 
 import anyio.to_thread
 from starlette.requests import Request
 from starlette.responses import Response
 from starlette.routing import Route
 
-from kernel import NavItem, User, current_user, login_redirect, render
+from kernel import NavItem, Page, PluginState, User, current_user, login_redirect, render
 from plugins.trading.api import trading_of
 from plugins.trading.assets import CRYPTO, FUND, STOCK
 from plugins.trading.market import RANGES
@@ -35,6 +35,16 @@ STATIC = "/static/plugins/trading"
 CHART = f"{STATIC}/vendor/lightweight-charts.standalone.production.js"
 # How many posts mentioning the symbol its page shows; the feed's cashtag page has the rest.
 MENTIONING_POSTS = 5
+
+
+class CashtagPosts(Protocol):
+    """What trading uses of the feed plugin's public service: its cashtag index."""
+
+    def by_cashtag(self, viewer: User | None, symbol: str, cursor: str | None, limit: int) -> Page: ...
+
+
+# The feed's service, when the feed runs: plugins cooperate without importing each other.
+FEED: PluginState[CashtagPosts] = PluginState("feed")
 CLASS_TITLES = {STOCK: "Stocks", FUND: "Index funds", CRYPTO: "Crypto"}
 MOVERS = 5
 CLOSED_ORDERS = 20
@@ -194,9 +204,8 @@ def mentioning(trading: Trading, user: User, symbol: str) -> list[dict[str, Any]
 
     The feed is another plugin: trading runs without it, and asks it only when it runs.
     """
-    record = trading.kernel.plugins.records.get("feed")
-    feed = trading.kernel.plugin_state.get("feed")
-    if record is None or not record.running or feed is None:
+    feed = FEED.get(trading.kernel)
+    if feed is None:
         return None
     return list(feed.by_cashtag(user, symbol, None, MENTIONING_POSTS).results)
 

@@ -11,15 +11,16 @@ real-time price, whatever the owner's quote tier.
 
 from __future__ import annotations
 
+from collections.abc import Sequence
 from dataclasses import dataclass
 from datetime import UTC, datetime, timedelta
 from decimal import Decimal
 from typing import TYPE_CHECKING, Any
 
-from sqlalchemy import and_, func, insert, select, update
+from sqlalchemy import Row, and_, func, insert, select, update
 from sqlalchemy.dialects import postgresql, sqlite
 
-from kernel import ApiError, Kernel, User, iso, utcnow
+from kernel import ApiError, Kernel, User, inserted_id, iso, utcnow
 from plugins.trading.matching import (
     BUY,
     LIMIT,
@@ -133,7 +134,7 @@ class PaperBroker:
                     raise ApiError(
                         403, "insufficient_qty", f"You can sell at most {from_micro(sellable)} {asset.symbol}.", field="qty"
                     )
-            order_id = conn.execute(
+            order_id = inserted_id(conn.execute(
                 insert(orders).values(
                     user_id=user.id,
                     client_order_id=request.client_order_id,
@@ -149,7 +150,7 @@ class PaperBroker:
                     created_at=now.replace(tzinfo=None),
                     expires_at=expires_at,
                 )
-            ).inserted_primary_key[0]
+            ))
             if at is not None:
                 self._fill(conn, order_id, at, now)
             return True, self.order_json(self._order(conn, order_id))
@@ -235,7 +236,7 @@ class PaperBroker:
         """The account and its positions from one read, each position priced once (a page shows both)."""
         tier = self.quotes.tier(user)
 
-        def work(conn: Db) -> tuple[int, int, list[Any]]:
+        def work(conn: Db) -> tuple[int, int, Sequence[Row[Any]]]:
             cash = self._cash(conn, user.id)
             held = conn.execute(select(positions).where(positions.c.user_id == user.id).order_by(positions.c.symbol)).all()
             return cash, cash - self._reserved(conn, user.id), held
@@ -371,6 +372,7 @@ class PaperBroker:
                     update(positions).where(where).values(qty_micro=held.qty_micro + row.qty_micro, cost=held.cost + value)
                 )
         else:
+            assert held is not None  # an open sell is covered by the position it sells (_sellable, when placed)
             remaining = held.qty_micro - row.qty_micro
             if remaining == 0:
                 conn.execute(positions.delete().where(where))

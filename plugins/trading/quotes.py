@@ -10,11 +10,11 @@ import threading
 import time
 from dataclasses import dataclass
 from datetime import UTC, datetime, timedelta
-from typing import Any, cast
+from typing import Any
 
 from kernel import ApiError, Kernel, User, iso
 from plugins.trading.assets import Asset
-from plugins.trading.market import RANGES, MarketData, Quote, Range
+from plugins.trading.market import RANGES, MarketData, Quote
 from plugins.trading.settings import TradingSettings
 
 REALTIME = "trading.realtime"
@@ -118,7 +118,7 @@ class Quotes:
             raise ApiError(422, "validation_error", f"range: one of {', '.join(RANGES)}.", field="range")
         asset = self.asset(symbol)
         at = datetime.now(UTC) - tier.delay
-        bars = self.market.bars(asset.symbol, cast(Range, range_), at)
+        bars = self.market.bars(asset.symbol, range_, at)
         return {
             "symbol": asset.symbol,
             "range": range_,

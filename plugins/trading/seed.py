@@ -25,7 +25,7 @@ import anyio.to_thread
 from kernel import ApiError, Kernel, SandboxWorld, User
 from plugins.trading.assets import CRYPTO
 from plugins.trading.paper import FILLED, OPEN, OrderRequest
-from plugins.trading.service import Trading
+from plugins.trading.service import TRADING, Trading
 
 log = logging.getLogger("everything.trading")
 
@@ -89,7 +89,7 @@ class _Tally:
 
 async def seed(kernel: Kernel, world: SandboxWorld) -> None:
     """Watchlists and paper positions for most of the human cast; then a note of what was seeded."""
-    trading: Trading = kernel.plugin_state["trading"]
+    trading = TRADING.of(kernel)
     tally = _Tally()
     traders = [person for person in world.humans if person.username in world.users and person.username not in NOT_TRADING]
     budget = Decimal(trading.settings.starting_cash) / 100 * SPEND

@@ -1,6 +1,6 @@
 """The trading plugin on one kernel: its market, quotes by tier, watchlists, live ticks and paper trading.
 
-``kernel.plugin_state["trading"]`` holds one :class:`Trading`.
+:data:`TRADING` holds one :class:`Trading` per kernel.
 """
 
 from __future__ import annotations
@@ -8,7 +8,7 @@ from __future__ import annotations
 from datetime import UTC, datetime
 from typing import Any
 
-from kernel import Kernel, User
+from kernel import Kernel, PluginState, User
 from plugins.trading.matcher import Matcher
 from plugins.trading.paper import PaperBroker
 from plugins.trading.provider import load_provider
@@ -44,3 +44,6 @@ class Trading:
     def unwatch(self, user: User, symbol: str) -> None:
         """Remove ``symbol`` from the user's watchlist (404 ``unknown_symbol`` for a symbol that does not exist)."""
         self.watchlists.remove(user, self.quotes.asset(symbol).symbol)
+
+
+TRADING: PluginState[Trading] = PluginState("trading")

@@ -129,9 +129,9 @@ class Ticker:
         groups: dict[tuple[bool, frozenset[str]], list[str]] = {}
         for key, subscription in list(self.subscriptions.items()):
             groups.setdefault((subscription.tier.delayed, frozenset(subscription.symbols)), []).append(key)
-        for (is_delayed, symbols), keys in groups.items():
+        for (is_delayed, followed), keys in groups.items():
             source = delayed if is_delayed else realtime
-            quotes = [source[symbol] for symbol in sorted(symbols) if symbol in source]
+            quotes = [source[symbol] for symbol in sorted(followed) if symbol in source]
             if quotes:
                 await self.kernel.realtime.send_to_connections(keys, {"type": "trading.tick", "at": at, "quotes": quotes})
                 await asyncio.sleep(0)  # a long round of sends must not hold the event loop for the whole second

@@ -19,6 +19,7 @@ from kernel import (
     Kernel,
     Manifest,
     NavItem,
+    PluginState,
     ProfileAction,
     ProfileSection,
     SandboxWorld,
@@ -36,9 +37,15 @@ class RecorderSettings(BaseModel):
     greeting: str = "hello"
 
 
+RECORDED: PluginState[list[str]] = PluginState("recorder")
+
+
 def calls(kernel: Kernel) -> list[str]:
-    """The hooks called so far on ``kernel``, in order."""
-    return kernel.plugin_state.setdefault("recorder", [])
+    """The hooks called so far on ``kernel``, in order (the manifest is read before there is a kernel)."""
+    try:
+        return RECORDED.of(kernel)
+    except LookupError:
+        return RECORDED.put(kernel, [])
 
 
 @hookimpl

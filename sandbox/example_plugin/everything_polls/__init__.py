@@ -15,7 +15,7 @@ import anyio.to_thread
 from starlette.requests import Request
 
 from everything_polls import api, seed
-from everything_polls.service import Polls
+from everything_polls.service import POLLS, Polls
 from kernel import Feature, Kernel, Manifest, ProfileSection, SandboxWorld, User, get_kernel, hookimpl
 
 __version__ = "1.0.0"
@@ -50,13 +50,13 @@ def register_features() -> list[Feature]:
 
 @hookimpl
 def register_routes(kernel: Kernel) -> list:
-    kernel.plugin_state["polls"] = Polls(kernel)
+    POLLS.put(kernel, Polls(kernel))
     return list(api.routes)
 
 
 @hookimpl
 async def post_widgets(request: Request, viewer: User | None, post: dict) -> list[ProfileSection]:
-    found = await anyio.to_thread.run_sync(get_kernel(request).plugin_state["polls"].on_post, viewer, int(post["id"]))
+    found = await anyio.to_thread.run_sync(POLLS.of(get_kernel(request)).on_post, viewer, int(post["id"]))
     return [ProfileSection(poll["question"], "polls/widget.html", {"poll": poll}, order=100) for poll in found]
 
 

@@ -10,7 +10,7 @@ from starlette.requests import Request
 from starlette.responses import Response
 from starlette.routing import Route
 
-from everything_polls.service import Polls, unknown_poll
+from everything_polls.service import POLLS, Polls, unknown_poll
 from kernel import (
     JSONResponse,
     current_user,
@@ -33,7 +33,7 @@ class CreateBody(BaseModel):
     post_id: int
     question: Annotated[str, StringConstraints(strip_whitespace=True, min_length=1, max_length=140)]
     options: Annotated[list[Answer], Field(min_length=2, max_length=4)]
-    hours: int = Field(24, ge=1, le=7 * 24)
+    hours: int = Field(default=24, ge=1, le=7 * 24)
 
 
 class VoteBody(BaseModel):
@@ -43,7 +43,7 @@ class VoteBody(BaseModel):
 
 
 def polls_of(request: Request) -> Polls:
-    return get_kernel(request).plugin_state["polls"]
+    return POLLS.of(get_kernel(request))
 
 
 def poll_id(request: Request) -> int:

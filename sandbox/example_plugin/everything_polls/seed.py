@@ -7,7 +7,7 @@ from functools import partial
 import anyio.to_thread
 import httpx
 
-from everything_polls.service import Polls
+from everything_polls.service import POLLS
 from kernel import Kernel, SandboxWorld
 
 AUTHOR = "maya_chen"
@@ -24,7 +24,7 @@ async def seed(kernel: Kernel, world: SandboxWorld) -> None:
     async with httpx.AsyncClient(base_url=world.url, headers=headers, trust_env=False, timeout=30) as client:
         response = await client.post("/api/feed/posts", json={"text": TEXT})
         response.raise_for_status()
-    polls: Polls = kernel.plugin_state["polls"]
+    polls = POLLS.of(kernel)
     author = world.user(AUTHOR)
     poll = await anyio.to_thread.run_sync(partial(polls.create, author, response.json()["id"], QUESTION, OPTIONS, 24))
     voters = world.random.sample([person.username for person in world.humans if person.username != AUTHOR], 8)

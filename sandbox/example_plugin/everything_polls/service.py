@@ -3,16 +3,26 @@
 from __future__ import annotations
 
 from datetime import timedelta
-from typing import TYPE_CHECKING, Any
+from typing import TYPE_CHECKING, Any, Protocol
 
 from sqlalchemy import func, insert, select
 from sqlalchemy.exc import IntegrityError
 
 from everything_polls.models import polls, votes
-from kernel import ApiError, Kernel, User, iso, utcnow
+from kernel import ApiError, Kernel, PluginState, User, inserted_id, iso, utcnow
 
 if TYPE_CHECKING:
     from sqlalchemy.engine import Connection
+
+
+class Posts(Protocol):
+    """What polls use of the feed plugin's public service: one post as its API shows it."""
+
+    def get(self, viewer: User | None, post_id: int) -> dict[str, Any]: ...
+
+
+# The feed's service (the manifest requires the feed, so it runs whenever polls run), and this plugin's own.
+FEED: PluginState[Posts] = PluginState("feed")
 
 
 def unknown_poll() -> ApiError:
@@ -27,7 +37,7 @@ class Polls:
 
     def create(self, author: User, post_id: int, question: str, options: list[str], hours: int) -> dict[str, Any]:
         """A poll on ``post_id``, which must be the author's own post (404 ``unknown_post`` otherwise)."""
-        post = self.kernel.plugin_state["feed"].get(author, post_id)  # the feed says 404 for what is not there
+        post = FEED.of(self.kernel).get(author, post_id)  # the feed says 404 for what is not there
         if post["author"]["username"] != author.username:
             raise ApiError(403, "not_your_post", "A poll goes on one of your own posts.")
         now = utcnow()
@@ -39,7 +49,7 @@ class Polls:
             "closes_at": now + timedelta(hours=hours),
             "created_at": now,
         }
-        poll_id = self.kernel.db.write(lambda conn: conn.execute(insert(polls).values(**values)).inserted_primary_key[0])
+        poll_id = self.kernel.db.write(lambda conn: inserted_id(conn.execute(insert(polls).values(**values))))
         return self.get(author, poll_id)
 
     def vote(self, voter: User, poll_id: int, option: int) -> dict[str, Any]:
@@ -59,7 +69,9 @@ class Polls:
         poll = self._poll(poll_id)
 
         def work(conn: Connection) -> tuple[dict[int, int], int | None]:
-            counts = dict(conn.execute(select(votes.c.option, func.count()).where(votes.c.poll_id == poll_id).group_by(votes.c.option)).all())
+            counts: dict[int, int] = dict(
+                conn.execute(select(votes.c.option, func.count()).where(votes.c.poll_id == poll_id).group_by(votes.c.option)).all()
+            )
             mine = None
             if viewer is not None:
                 mine = conn.execute(select(votes.c.option).where(votes.c.poll_id == poll_id, votes.c.user_id == viewer.id)).scalar()
@@ -86,3 +98,6 @@ class Polls:
         if row is None:
             raise unknown_poll()
         return row
+
+
+POLLS: PluginState[Polls] = PluginState("polls")
