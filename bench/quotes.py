@@ -4,7 +4,7 @@ Run:
 
     python bench/quotes.py [--subscribers 1000] [--symbols 100] [--per-subscriber 10] [--seconds 20]
                            [--warmup 3] [--processes 4] [--client-nice 10] [--free-share 0]
-                           [--tick-seconds 1] [--compression deflate|none]
+                           [--tick-seconds 1] [--compression deflate|none] [--servers 1|2] [--redis URL]
 
 The server, in a subprocess on a free loopback port, is this file with
 ``serve``: the full application (``kernel.create_app``, every bundled plugin,
@@ -80,16 +80,29 @@ still priced and sent each tick), 1,000 subscribers, 20 s windows:
   (load 12) kept up, p99 976 ms. Per-connection permessage-deflate of
   ~32 KB messages is what tips it over; it cannot be shared between
   connections.
+
+``--servers 2``: two server processes of one deployment on a Redis bus (a
+``redis-server`` the run starts on a free port, so that its counts are the
+run's alone, unless ``--redis`` names one), sharing the SQLite file; the
+client processes alternate between them, so each holds half the
+subscribers. Reports the Redis PUBLISH commands (``INFO commandstats``)
+over the window per tick batch per server process, target <= 1, as a
+``RESULT redis_messages_per_tick_per_process <value> target <= 1 met|NOT met``
+line. Each process prices its own subscribers' symbols (the provider
+answers every process alike) and delivers to its own sockets directly, so
+the figure is 0.
 """
 
 from __future__ import annotations
 
 import argparse
 import asyncio
+import contextlib
 import json
 import logging
 import multiprocessing
 import os
+import secrets
 import sys
 import tempfile
 import time
@@ -107,7 +120,7 @@ import harness  # noqa: E402 - bench/harness.py: servers in subprocesses
 import httpx  # noqa: E402
 import quotes_clients  # noqa: E402 - bench/quotes_clients.py: the client processes
 from harness import Server  # noqa: E402
-from realtime import raise_file_limit  # noqa: E402 - bench/realtime.py
+from realtime import RedisServer, raise_file_limit, redis_publishes  # noqa: E402 - bench/realtime.py
 from spaces import (  # noqa: E402 - bench/spaces.py: the measuring and client-process plumbing
     ClientProcess,
     command_all,
@@ -134,7 +147,6 @@ def serve_main(argv: list[str]) -> None:
     import serve as bench_serve  # bench/serve.py: how every benchmark runs uvicorn
     from starlette.routing import Route
 
-
     parser = argparse.ArgumentParser(prog="bench/quotes.py serve")
     parser.add_argument("--port", type=int, required=True)
     parser.add_argument("--data-dir", type=Path, required=True)
@@ -142,21 +154,24 @@ def serve_main(argv: list[str]) -> None:
     parser.add_argument("--free", type=int, default=0, help="how many of them (the last) stay on the free tier")
     parser.add_argument("--tick-seconds", type=float, default=1.0)
     parser.add_argument("--users-file", type=Path, required=True)
+    parser.add_argument("--bus-url", help="bus.url: one process of a deployment on this Redis")
+    parser.add_argument("--secret-key", help="secret_key, the same in every process (with --bus-url)")
+    parser.add_argument("--join", action="store_true", help="another process of the deployment: create no accounts")
     args = parser.parse_args(argv)
     raise_file_limit()
-    app = bench_serve.plugin_app(args.data_dir, "trading", {"tick_seconds": args.tick_seconds})
+    overrides = {"bus": {"url": args.bus_url}, "secret_key": args.secret_key} if args.bus_url else {}
+    app = bench_serve.plugin_app(args.data_dir, "trading", {"tick_seconds": args.tick_seconds}, **overrides)
     kernel = app.state.kernel
     accounts = []
-    for number in range(args.subscribers):
+    for number in range(0 if args.join else args.subscribers):
         user, token = bench_serve.account(kernel, f"{PREFIX}{number:05d}")
         premium = number < args.subscribers - args.free
         if premium:
             kernel.entitlements.grant(user, "premium", source="operator", reference="bench/quotes.py")
         accounts.append({"token": token, "premium": premium})
-    args.users_file.write_text(json.dumps(accounts))
-    app.router.routes.insert(
-        0, Route("/bench/quotes-stats", timed_ticker(TRADING.of(kernel).ticker, kernel.realtime))
-    )
+    if not args.join:
+        args.users_file.write_text(json.dumps(accounts))
+    app.router.routes.insert(0, Route("/bench/quotes-stats", timed_ticker(TRADING.of(kernel).ticker, kernel.realtime)))
     bench_serve.run(app, args.port)
 
 
@@ -223,12 +238,14 @@ def timed_ticker(ticker: Any, hub: Any) -> Any:
 class QuotesServer(Server):
     """This file's ``serve`` in a subprocess (see :class:`harness.Server`)."""
 
-    def __init__(self, log_path: Path, data_dir: Path, users_file: Path, args: argparse.Namespace) -> None:
+    def __init__(
+        self, log_path: Path, data_dir: Path, users_file: Path, args: argparse.Namespace, extra: list[str] | None = None
+    ) -> None:
         super().__init__("quotes", log_path, "/readyz")
         self.command = [
             sys.executable, str(Path(__file__).resolve()), "serve", "--port", str(self.port),
             "--data-dir", str(data_dir), "--subscribers", str(args.subscribers), "--free", str(args.free),
-            "--tick-seconds", str(args.tick_seconds), "--users-file", str(users_file),
+            "--tick-seconds", str(args.tick_seconds), "--users-file", str(users_file), *(extra or []),
         ]  # fmt: skip
 
 
@@ -282,6 +299,9 @@ class Window:
     realtime: list[bool] = field(default_factory=list)
     ages: dict[bool, list[float]] = field(default_factory=lambda: {True: [], False: []})  # by tier: realtime or not
     closed: list[str] = field(default_factory=list)
+    # --servers 2: PUBLISH commands Redis ran over the window, and the tick batches every server process sent meanwhile.
+    redis_publishes: int = -1
+    batches_all_servers: int = 0
 
     @property
     def expected(self) -> float:
@@ -384,55 +404,82 @@ def report(run: Window, args: argparse.Namespace) -> None:
     )
     if run.closed:
         print(f"  !! sockets closed by the server: {run.closed[:3]}")
+    if run.redis_publishes >= 0:
+        per_tick = run.redis_publishes / run.batches_all_servers if run.batches_all_servers else float("nan")
+        print(
+            f"  redis            {run.redis_publishes:,} PUBLISH commands over the window for {run.batches_all_servers:,} tick batches "
+            f"sent by {args.servers} server processes: {per_tick:.2f} per tick per process"
+        )
+        print(f"\nRESULT redis_messages_per_tick_per_process {per_tick:.2f} target <= 1 {'met' if per_tick <= 1 else 'NOT met'}")
 
 
 async def run_all(args: argparse.Namespace) -> Window:
     symbols = [asset.symbol for asset in ASSETS[: args.symbols]]
-    with tempfile.TemporaryDirectory(prefix="everything-bench-quotes-") as tmp:
+    with tempfile.TemporaryDirectory(prefix="everything-bench-quotes-") as tmp, contextlib.ExitStack() as stack:
         workdir = Path(tmp)
-        users_file, log = workdir / "users.json", workdir / "server.log"
+        users_file = workdir / "users.json"
+        logs = [workdir / f"server-{number}.log" for number in range(args.servers)]
         clients: list[ClientProcess] = []
         try:
             started = time.monotonic()
-            with QuotesServer(log, workdir / "data", users_file, args) as server:
-                assert server.process is not None
-                accounts = json.loads(users_file.read_text())
-                clients = start_clients(args.processes, args.client_nice)
-                print(
-                    f"server up ({len(accounts):,} accounts, {sum(a['premium'] for a in accounts):,} premium), "
-                    f"{len(clients)} client processes started, {time.monotonic() - started:.1f} s",
-                    flush=True,
+            redis_url, bus = "", []
+            if args.servers > 1:
+                redis_url = args.redis or stack.enter_context(RedisServer()).url
+                bus = ["--bus-url", redis_url, "--secret-key", secrets.token_urlsafe(32)]
+            # The first process creates the accounts before it listens; the others join its database.
+            servers = [stack.enter_context(QuotesServer(logs[0], workdir / "data", users_file, args, bus))]
+            servers += [
+                stack.enter_context(QuotesServer(log, workdir / "data", users_file, args, [*bus, "--join"])) for log in logs[1:]
+            ]
+            server = servers[0]
+            assert server.process is not None
+            accounts = json.loads(users_file.read_text())
+            clients = start_clients(args.processes, args.client_nice)
+            print(
+                f"{len(servers)} server process(es) up ({len(accounts):,} accounts, {sum(a['premium'] for a in accounts):,} premium), "
+                f"{len(clients)} client processes started, {time.monotonic() - started:.1f} s",
+                flush=True,
+            )
+            payloads = []
+            for index in range(len(clients)):
+                mine = range(index, len(accounts), len(clients))
+                payloads.append(
+                    {
+                        "url": servers[index % len(servers)].url,  # client processes alternate between the servers
+                        "compression": None if args.compression == "none" else args.compression,
+                        "tick_ms": 1000 * args.tick_seconds,
+                        "subscribers": [
+                            {"token": accounts[i]["token"], "symbols": watchlist(i, symbols, args.per_subscriber)} for i in mine
+                        ],
+                    }
                 )
-                payloads = []
-                for index in range(len(clients)):
-                    mine = range(index, len(accounts), len(clients))
-                    payloads.append(
-                        {
-                            "url": server.url,
-                            "compression": None if args.compression == "none" else args.compression,
-                            "tick_ms": 1000 * args.tick_seconds,
-                            "subscribers": [
-                                {"token": accounts[i]["token"], "symbols": watchlist(i, symbols, args.per_subscriber)}
-                                for i in mine
-                            ],
-                        }
-                    )
-                cpu_before, began = process_cpu_seconds(server.process.pid), time.monotonic()
-                answers = await command_all(clients, "subscribe", payloads)
-                print(
-                    f"{sum(a['subscribed'] for a in answers):,} subscribed ({sum(a['realtime'] for a in answers):,} real-time) "
-                    f"in {time.monotonic() - began:.1f} s, {process_cpu_seconds(server.process.pid) - cpu_before:.1f} server CPU s",
-                    flush=True,
+            cpu_before, began = process_cpu_seconds(server.process.pid), time.monotonic()
+            answers = await command_all(clients, "subscribe", payloads)
+            print(
+                f"{sum(a['subscribed'] for a in answers):,} subscribed ({sum(a['realtime'] for a in answers):,} real-time) "
+                f"in {time.monotonic() - began:.1f} s, {process_cpu_seconds(server.process.pid) - cpu_before:.1f} server CPU s",
+                flush=True,
+            )
+            await asyncio.sleep(args.warmup)
+            batches_before = [(await server_stats(each.url))["batches"] for each in servers]
+            published_before = redis_publishes(redis_url) if redis_url else 0
+            run = await measure(server.url, server.process.pid, clients, args.seconds, args.tick_seconds)
+            if redis_url:
+                run.redis_publishes = redis_publishes(redis_url) - published_before
+                run.batches_all_servers = sum(
+                    [
+                        (await server_stats(each.url))["batches"] - before
+                        for each, before in zip(servers, batches_before, strict=True)
+                    ]
                 )
-                await asyncio.sleep(args.warmup)
-                run = await measure(server.url, server.process.pid, clients, args.seconds, args.tick_seconds)
-                await command_all(clients, "close")
-                await asyncio.sleep(SETTLE_SECONDS)
-                return run
+            await command_all(clients, "close")
+            await asyncio.sleep(SETTLE_SECONDS)
+            return run
         except BaseException:
-            if log.exists():
-                tail = "\n".join(log.read_text(errors="replace").splitlines()[-15:])
-                print(f"\n{log.name}, last lines:\n{tail}", file=sys.stderr)
+            for log in logs:
+                if log.exists():
+                    tail = "\n".join(log.read_text(errors="replace").splitlines()[-15:])
+                    print(f"\n{log.name}, last lines:\n{tail}", file=sys.stderr)
             raise
         finally:
             stop_clients(clients)
@@ -465,6 +512,17 @@ def main() -> None:
         help="share of subscribers left on the free tier, 15 min delayed (default %(default)s)",
     )
     add("--tick-seconds", type=float, default=1.0, help="[plugins.trading] tick_seconds (default %(default)s)")
+    add(
+        "--servers",
+        type=int,
+        choices=[1, 2],
+        default=1,
+        help="server processes; 2 puts them on a Redis bus (default %(default)s)",
+    )
+    add(
+        "--redis",
+        help="with --servers 2: this Redis instead of a redis-server the run starts (its PUBLISH count then includes others')",
+    )
     add(
         "--compression",
         choices=["deflate", "none"],

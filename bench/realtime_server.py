@@ -1,7 +1,7 @@
 """Serve the full application plus the bench-only realtime plugin under uvicorn, for ``bench/realtime.py``.
 
     python bench/realtime_server.py --port 8001 --data-dir /tmp/x [--create-users 1000 --users-file users.json]
-                                    [--ws auto] [--no-request-log]
+                                    [--ws auto] [--no-request-log] [--bus-url redis://127.0.0.1:6379/0]
 
 Builds ``kernel.create_app`` with every bundled plugin and ``bench``
 (``bench/realtime_plugin.py``) enabled, on the embedded SQLite database in
@@ -19,6 +19,10 @@ by every account (the accounts are never logged in to with a password), which
 takes seconds where N sign-ups over HTTP take minutes. The ``user_created``
 hook is not called for them. The usernames, ids and tokens go to
 ``--users-file`` as JSON.
+
+``--bus-url`` makes it one process of a deployment on that Redis bus: start
+the first with ``--create-users``, then others on the same ``--data-dir``
+(the same SQLite file and secret key) without it.
 """
 
 from __future__ import annotations
@@ -45,10 +49,12 @@ PLUGIN_MODULE = "bench.realtime_plugin"
 USERNAME_PREFIX = "rt"
 
 
-def settings_for(data_dir: Path, request_log: bool) -> Settings:
+def settings_for(data_dir: Path, request_log: bool, bus_url: str | None = None, secret_key: str | None = None) -> Settings:
     return Settings.model_validate(
         {
             "data_dir": data_dir,
+            "bus": {"url": bus_url},
+            "secret_key": secret_key,
             "database": {"url": None, "auto_migrate": True},
             "log": {"requests": request_log},
             "plugins": {"enabled": [*BUNDLED_PLUGINS, PLUGIN]},
@@ -91,12 +97,14 @@ def main() -> None:
         "--ws", default="auto", help="uvicorn's websocket implementation (default %(default)s, as `everything serve`)"
     )
     parser.add_argument("--no-request-log", action="store_true", help="log.requests = false")
+    parser.add_argument("--bus-url", help="bus.url: a redis:// URL shared by the deployment's processes")
+    parser.add_argument("--secret-key", help="secret_key, the same for every process (required with --bus-url)")
     args = parser.parse_args()
     if args.create_users and args.users_file is None:
         parser.error("--create-users needs --users-file")
     raise_file_limit()
 
-    settings = settings_for(args.data_dir, request_log=not args.no_request_log)
+    settings = settings_for(args.data_dir, request_log=not args.no_request_log, bus_url=args.bus_url, secret_key=args.secret_key)
     logs.configure(settings.log.level)  # as `everything serve` does
     app = create_app(settings, plugins={PLUGIN: PLUGIN_MODULE})
     kernel = app.state.kernel

@@ -53,9 +53,10 @@ def kernel_app(data_dir: Path, database_url: str | None, request_log: bool = Tru
     return create_app(settings)
 
 
-def plugin_app(data_dir: Path, plugin: str, plugin_settings: dict[str, Any]) -> Starlette:
+def plugin_app(data_dir: Path, plugin: str, plugin_settings: dict[str, Any], **overrides: Any) -> Starlette:
     """A deployment for one plugin's benchmark: the embedded database migrated, no request log, and the
-    realtime rate limit out of the way (the clients are the load); exits unless ``plugin`` is running."""
+    realtime rate limit out of the way (the clients are the load); exits unless ``plugin`` is running.
+    ``overrides`` are more top-level settings (``bus``, ``secret_key``)."""
     settings = Settings.model_validate(
         {
             "data_dir": data_dir,
@@ -63,6 +64,7 @@ def plugin_app(data_dir: Path, plugin: str, plugin_settings: dict[str, Any]) -> 
             "log": {"requests": False},
             "realtime": {"messages_per_second": 100_000, "burst": 100_000},
             "plugins": {plugin: plugin_settings},
+            **overrides,
         }
     )
     logs.configure(settings.log.level)

@@ -27,6 +27,9 @@ if TYPE_CHECKING:  # as X: re-exported names, for type checkers
     from kernel.errors import validate as validate
     from kernel.identity import User as User
     from kernel.identity import iso as iso
+    from kernel.media_storage.base import MediaStorage as MediaStorage
+    from kernel.media_storage.base import StoredFile as StoredFile
+    from kernel.media_storage.response import media_response as media_response
     from kernel.pagination import Page as Page
     from kernel.pagination import decode_cursor as decode_cursor
     from kernel.pagination import encode_cursor as encode_cursor
@@ -52,6 +55,7 @@ if TYPE_CHECKING:  # as X: re-exported names, for type checkers
     from kernel.sandbox_world import SandboxWorld as SandboxWorld
     from kernel.storage.database import Database as Database
     from kernel.storage.database import inserted_id as inserted_id
+    from kernel.storage.job_locks import JobLocks as JobLocks
     from kernel.storage.models import utcnow as utcnow
     from kernel.text import render_text as render_text
     from kernel.web.forms import login_redirect as login_redirect
@@ -106,11 +110,14 @@ _EXPORTS: dict[str, str] = {
     "IceSettings": "kernel.webrtc.ice",
     "inserted_id": "kernel.storage.database",
     "iso": "kernel.identity",
+    "JobLocks": "kernel.storage.job_locks",
     "JSONResponse": "kernel.web.responses",
     "Kernel": "kernel.app",
     "login_redirect": "kernel.web.forms",
     "looks_like_sdp": "kernel.webrtc.sdp",
     "Manifest": "kernel.plugin.contract",
+    "MediaStorage": "kernel.media_storage.base",
+    "media_response": "kernel.media_storage.response",
     "MAX_SDP": "kernel.webrtc.sdp",
     "NavItem": "kernel.plugin.contract",
     "Page": "kernel.pagination",
@@ -137,6 +144,7 @@ _EXPORTS: dict[str, str] = {
     "safe_next": "kernel.web.forms",
     "SandboxWorld": "kernel.sandbox_world",
     "Sdp": "kernel.webrtc.sdp",
+    "StoredFile": "kernel.media_storage.base",
     "settle": "kernel.plugin.answers",
     "TextEntity": "kernel.plugin.contract",
     "ToneTrack": "kernel.webrtc.media",

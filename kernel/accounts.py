@@ -2,7 +2,7 @@
 
 The JSON API, the pages, the admin tools and the sandbox all go through
 :class:`Accounts`, so an account made or changed anywhere obeys the same
-rules: the username rules, the password's length, the log-in limits, and
+rules: the username rules, the password's length, the log-in and sign-up limits, and
 the ``user_created`` hook once a sign-up is committed. Request bodies are
 validated at the edge (their field types and lengths); what is checked here
 holds whoever calls.
@@ -10,6 +10,7 @@ holds whoever calls.
 
 from __future__ import annotations
 
+from functools import cached_property
 from typing import TYPE_CHECKING
 
 import anyio
@@ -29,6 +30,8 @@ DISPLAY_NAME_LENGTH = 50
 BIO_LENGTH = 160
 # Hashing a password costs time in proportion to its length: a cap keeps a log-in cheap to refuse.
 PASSWORD_LENGTH = 1024
+# auth.signups_per_client_per_hour counts over this many seconds.
+SIGNUP_WINDOW = 3600.0
 
 
 def at_most(value: str, field: str, maximum: int) -> str:
@@ -44,12 +47,25 @@ class Accounts:
     def __init__(self, kernel: Kernel) -> None:
         self.kernel = kernel
         self.identity = kernel.identity
-        auth = kernel.settings.auth
-        self.failures_by_username = FailureLimiter(auth.login_failures_per_username, auth.login_window_seconds)
-        self.failures_by_client = FailureLimiter(auth.login_failures_per_client, auth.login_window_seconds)
         # Hashing takes tens of milliseconds of CPU: it gets threads of its own so
         # that a burst of log-ins cannot starve the short database calls.
         self.password_limiter = anyio.CapacityLimiter(2)
+
+    # The limiters are made on first use: the kernel makes its limits (which need the bus) after this service.
+
+    @cached_property
+    def failures_by_username(self) -> FailureLimiter:
+        auth = self.kernel.settings.auth
+        return self.kernel.limits.limiter("login-username", auth.login_failures_per_username, auth.login_window_seconds)
+
+    @cached_property
+    def failures_by_client(self) -> FailureLimiter:
+        auth = self.kernel.settings.auth
+        return self.kernel.limits.limiter("login-client", auth.login_failures_per_client, auth.login_window_seconds)
+
+    @cached_property
+    def signups_by_client(self) -> FailureLimiter:
+        return self.kernel.limits.limiter("signup-client", self.kernel.settings.auth.signups_per_client_per_hour, SIGNUP_WINDOW)
 
     def check_password_rules(self, password: str, field: str = "password") -> None:
         """422 naming ``field`` when the password is shorter than ``auth.min_password_length``."""
@@ -58,13 +74,32 @@ class Accounts:
             raise ApiError(422, "validation_error", f"{field}: at least {minimum} characters", field=field)
         at_most(password, field, PASSWORD_LENGTH)
 
-    async def sign_up(self, username: str, password: str, display_name: str | None = None) -> User:
-        """Create an account after checking every rule, then tell the plugins (``user_created``)."""
+    async def sign_up(self, username: str, password: str, display_name: str | None = None, client: str | None = None) -> User:
+        """Create an account after checking every rule, then tell the plugins (``user_created``).
+
+        :param client: the address a sign-up from the web came from: at most
+            ``auth.signups_per_client_per_hour`` accounts are made from one
+            (429 with Retry-After beyond). None for the operator's tools, which are not limited.
+        """
         check_username(username, self.identity.reserved)
         self.check_password_rules(password)
         display = clean_display_name(at_most(display_name or "", "display_name", DISPLAY_NAME_LENGTH), username)
-        password_hash = await anyio.to_thread.run_sync(hash_password, password, limiter=self.password_limiter)
-        user = await anyio.to_thread.run_sync(self.identity.create_user, username, password_hash, display)
+        counted = client is not None and self.kernel.settings.auth.signups_per_client_per_hour > 0
+        if counted:
+            assert client is not None
+            wait = await self.signups_by_client.take(client)
+            if wait:
+                raise ApiError(
+                    429, "rate_limited", f"Too many sign-ups from this address. Try again in {wait} seconds.", headers={"Retry-After": str(wait)}
+                )
+        try:
+            password_hash = await anyio.to_thread.run_sync(hash_password, password, limiter=self.password_limiter)
+            user = await anyio.to_thread.run_sync(self.identity.create_user, username, password_hash, display)
+        except Exception:
+            if counted:
+                assert client is not None
+                await self.signups_by_client.forgive(client)  # no account was made: a taken name costs no sign-up
+            raise
         await settle(self.kernel.plugins.hook.user_created(kernel=self.kernel, user=user))
         return user
 
@@ -80,20 +115,22 @@ class Accounts:
         at_most(password, "password", PASSWORD_LENGTH)
         by_username, by_client = self.failures_by_username, self.failures_by_client
         key_user = username.lower()
-        wait = max(by_username.retry_after(key_user), by_client.retry_after(client))
+        wait = await by_username.take(key_user)
+        if not wait:
+            wait = await by_client.take(client)
+            if wait:
+                await by_username.forgive(key_user)  # refused before it was tried: it was no guess
         if wait:
             raise ApiError(
                 429, "rate_limited", f"Too many failed log-ins. Try again in {wait} seconds.", headers={"Retry-After": str(wait)}
             )
-        by_username.fail(key_user)
-        by_client.fail(client)
         found = await anyio.to_thread.run_sync(self.identity.password_hash_of, username)
         ok = await anyio.to_thread.run_sync(verify_password, found[1] if found else None, password, limiter=self.password_limiter)
         user = await anyio.to_thread.run_sync(self.identity.user_by_id, found[0]) if ok and found is not None else None
         if user is None:
             raise ApiError(401, "invalid_credentials", "Wrong username or password.")
-        by_username.reset(key_user)
-        by_client.forgive(client)
+        await by_username.reset(key_user)
+        await by_client.forgive(client)
         return user
 
     async def update_profile(self, user: User, display_name: str | None = None, bio: str | None = None) -> User:

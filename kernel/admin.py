@@ -32,7 +32,7 @@ class GrantIn(BaseModel):
 
 
 def set_admin(kernel: Kernel, user: User, is_admin: bool, actor: User | str) -> None:
-    """Give or take operator rights, audited; a no-op (and no audit line) when already so."""
+    """Give or take operator rights, audited, effective in every process at once; a no-op (and no audit line) when already so."""
     if isinstance(actor, User) and actor.id == user.id and not is_admin:
         raise ApiError(409, "cannot_demote_self", "Ask another operator to remove your operator rights.")
 
@@ -43,7 +43,8 @@ def set_admin(kernel: Kernel, user: User, is_admin: bool, actor: User | str) -> 
             audit.record(conn, actor, "user.set_admin" if is_admin else "user.remove_admin", f"@{user.username}")
 
     kernel.db.write(work)
-    kernel.identity.forget_user(user.id)
+    # Every process drops its copy of the account at once: rights taken away stop working everywhere.
+    kernel.identity.account_changed(user.id)
 
 
 def find_users(kernel: Kernel, q: str, cursor: str | None, limit: int) -> Page:

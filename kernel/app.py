@@ -32,17 +32,21 @@ from kernel.directory import Directory
 from kernel.entitlements import Entitlements, Grant
 from kernel.errors import ApiError, not_found
 from kernel.identity import RESERVED_USERNAMES, Identity, User
+from kernel.media_storage import MediaStorage, MediaStorages
 from kernel.notifications import Notifications
 from kernel.passwords import NO_PASSWORD
 from kernel.plugin import builtin_hooks
 from kernel.plugin.answers import settle
 from kernel.plugin.manager import Hooks, PluginRecord, Plugins, describe_exception
+from kernel.ratelimit import Limits
+from kernel.realtime import revocation
 from kernel.realtime.bus import make_bus
 from kernel.realtime.endpoint import websocket_endpoint
 from kernel.realtime.hub import Hub
 from kernel.settings import Settings, ensure_data_dir, load_settings
 from kernel.storage import migrate
 from kernel.storage.database import DB_THREADS, Database
+from kernel.storage.job_locks import JobLocks
 from kernel.web import api, pages
 from kernel.web.error_pages import exception_handlers
 from kernel.web.middleware import AuthMiddleware, BodyLimitMiddleware, RequestLogMiddleware
@@ -69,7 +73,11 @@ class Kernel:
             ensure_data_dir(settings)
         self.settings = settings
         self.secret_key = settings.secret()
-        self.db = Database(settings.database_url, echo=settings.database.echo)
+        self.db = Database(
+            settings.database_url, echo=settings.database.echo, pool_size=settings.database.pool_size, max_overflow=settings.database.max_overflow
+        )
+        # Periodic jobs take these, so that each runs in one process of the deployment at a time.
+        self.job_locks = JobLocks(settings.database_url)
         self.plugins = Plugins()
         self.plugins.register_kernel_hooks(builtin_hooks)
         self.plugins.discover(plugins)
@@ -78,12 +86,18 @@ class Kernel:
         self.address_book = AddressBook(self.db, self.identity)
         self.accounts = Accounts(self)
         self.directory = Directory(self)
+        # Feed media and Spaces recordings: one backend for the deployment ([media] storage).
+        self.media = MediaStorages(settings, self.db)
         # Each plugin's own objects (its services, its caches), by plugin name, behind
         # kernel.PluginState: state hangs off the kernel, never a module global.
         self._plugin_state: dict[str, Any] = {}
         # Paths that take bodies over server.max_body_bytes (uploads), and their own limits.
         self.body_limits: dict[str, int] = {}
-        self.realtime = Hub(self, make_bus(settings.bus.url, settings.bus.channel_prefix, settings.database_url))
+        self.realtime = Hub(self, make_bus(settings.bus, self.db))
+        # Log-in and sign-up counts live in Redis, under the deployment's bus prefix, when there is a Redis bus.
+        self.limits = Limits(settings.bus.url, lambda: getattr(self.realtime.bus, "channel", "everything"))
+        # Revocations and account changes reach every process at once (kernel/realtime/revocation.py).
+        self.identity.announce = self._announcer = revocation.Announcer(self)
         self.entitlements = Entitlements(self)
         self.notifications = Notifications(self)
         self.plugins.boot(settings.plugins, self)
@@ -162,6 +176,14 @@ class Kernel:
         """Let requests to exactly ``path`` (an upload route) carry up to ``max_bytes``; call it from ``register_routes``."""
         self.body_limits[path] = max_bytes
 
+    def media_storage(self, namespace: str, local_folder: Path | None = None) -> MediaStorage:
+        """Where plugin ``namespace`` keeps its files, on the backend ``[media] storage`` chose; its methods block.
+
+        On the local backend the files are under ``local_folder`` (default ``<data_dir>/media/<namespace>``);
+        on the others that folder is not used and every host sees the same files.
+        """
+        return self.media.for_plugin(namespace, local_folder)
+
     def plugin_settings(self, name: str) -> Any:
         """A plugin's validated settings object (its manifest's model), or None."""
         return self.plugins.records[name].settings
@@ -236,7 +258,9 @@ class Kernel:
         # Plugins switched off before the restart start off, and are not told so.
         self.take_switches(await anyio.to_thread.run_sync(switches.read_state, self.db))
         self.realtime.control_listeners.append(self._on_control)
+        self.realtime.control_listeners.append(revocation.on_control(self))
         await self.realtime.start()
+        self._announcer.serve_on(asyncio.get_running_loop())
         await self.plugins.start(self)
         self._maintenance = asyncio.create_task(self._maintain(), name="everything-maintenance")
         self.ready = True
@@ -247,8 +271,11 @@ class Kernel:
             self._maintenance.cancel()
             with contextlib.suppress(asyncio.CancelledError):
                 await self._maintenance
+        self._announcer.serve_on(None)
         await self.realtime.stop()
+        await self.limits.aclose()
         await self.plugins.stop(self)
+        self.job_locks.close()
         self.db.dispose()
 
     async def _maintain(self) -> None:

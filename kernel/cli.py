@@ -5,15 +5,17 @@ from __future__ import annotations
 import argparse
 import getpass
 import json
+import os
 import sys
 from collections.abc import Mapping, Sequence
+from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
 from sqlalchemy.exc import SQLAlchemyError
 
 from kernel.entitlements import GRANT_SOURCES
 from kernel.errors import ApiError
-from kernel.settings import Settings, SettingsError, load_settings
+from kernel.settings import Settings, SettingsError, check_shared_settings, load_settings
 
 if TYPE_CHECKING:
     from kernel.app import Kernel
@@ -39,25 +41,94 @@ def cmd_serve(args: argparse.Namespace) -> int:
     from kernel.app import create_app
 
     settings = _settings(args)
+    check_shared_settings(settings, args.workers)
     logs.configure(settings.log.level)
-    app = create_app(settings)
-    print(f"Everything is starting on http://{settings.server.host}:{settings.server.port} (data in {settings.data_dir})", file=sys.stderr)
-    uvicorn.run(
-        app,
-        host=settings.server.host,
-        port=settings.server.port,
-        log_config=None,
-        access_log=False,
-        proxy_headers=True,
-        ws_max_size=settings.realtime.max_frame_bytes,
-    )
+    app: Any = create_app(settings) if args.workers == 1 else _prepare_workers(args, settings)
+    workers = f" in {args.workers} worker processes" if args.workers > 1 else ""
+    print(f"Everything is starting on http://{settings.server.host}:{settings.server.port}{workers} (data in {settings.data_dir})", file=sys.stderr)
+    options: dict[str, Any] = {
+        "host": settings.server.host,
+        "port": settings.server.port,
+        "log_config": None,
+        "access_log": False,
+        "proxy_headers": True,
+        "ws_max_size": settings.realtime.max_frame_bytes,
+    }
+    if args.workers > 1:
+        return _run_workers(app, args.workers, options)
+    uvicorn.run(app, **options)
     return 0
+
+
+def _run_workers(app: str, workers: int, options: dict[str, Any]) -> int:
+    """uvicorn's supervisor over ``workers`` processes sharing one socket; 1 when a worker could not start.
+
+    The supervisor restarts a worker that dies, stops them all on SIGTERM or
+    SIGINT, and stops when one fails at start (uvicorn.run would then exit 0).
+    """
+    import uvicorn
+    from uvicorn.server import STARTUP_FAILURE
+    from uvicorn.supervisors import Multiprocess
+
+    config = uvicorn.Config(app, factory=True, workers=workers, **options)
+    sock = config.bind_socket()
+    supervisor = Multiprocess(config, sockets=[sock])
+    try:
+        supervisor.run()
+    finally:
+        sock.close()
+    failed = [process.pid for process in supervisor.processes if process.exitcode == STARTUP_FAILURE]
+    if failed:
+        print(f"error: worker process {failed[0]} failed to start; its log above says why", file=sys.stderr)
+        return 1
+    return 0
+
+
+def _prepare_workers(args: argparse.Namespace, settings: Settings) -> str:
+    """Set up the data folder and migrate once, here, for ``--workers``; the import string of the workers' app.
+
+    The workers read their settings as this process did: the command line's
+    choices go to them through the environment. They never migrate, since
+    several at once would race over the same schema.
+    """
+    from kernel.app import Kernel
+
+    kernel = Kernel(settings)
+    try:
+        if settings.migrates_by_itself:
+            failures = kernel.upgrade_database()
+            if failures:
+                raise SettingsError(f"{failures[0]}; fix it (or take the plugin out of plugins.enabled) before starting workers")
+    finally:
+        kernel.job_locks.close()
+        kernel.db.dispose()
+    if args.config:
+        os.environ["EVERYTHING_CONFIG"] = str(Path(args.config).resolve())
+    overrides = {
+        "EVERYTHING_DATA_DIR": str(settings.data_dir.resolve()),
+        "EVERYTHING_SERVER__HOST": settings.server.host,
+        "EVERYTHING_SERVER__PORT": str(settings.server.port),
+        "EVERYTHING_DATABASE__AUTO_MIGRATE": "false",
+    }
+    os.environ.update(overrides)
+    return "kernel.cli:worker_app"
+
+
+def worker_app() -> Any:
+    """The application of one ``serve --workers`` process (uvicorn calls it in each), settings from the environment."""
+    from kernel import logs
+    from kernel.app import create_app
+
+    settings = load_settings()
+    logs.configure(settings.log.level)
+    return create_app(settings)
 
 
 def cmd_config_check(args: argparse.Namespace) -> int:
     from kernel.app import Kernel
 
     settings = _settings(args)
+    check_shared_settings(settings)
     # Booting the plugin manager validates the plugin sections and plugins.enabled too.
     kernel = Kernel(settings, inspect_only=True)
     failed = [record for record in kernel.plugins.records.values() if record.state == "failed"]
@@ -99,6 +170,17 @@ def _actor() -> str:
         return "cli"
 
 
+def _tell_servers(kernel: Kernel, message: dict[str, Any]) -> str:
+    """Tell the running servers of a change this command made; how soon they follow, in words for its output."""
+    import asyncio
+
+    from kernel.realtime.bus import publish_control_from_outside
+
+    if asyncio.run(publish_control_from_outside(kernel.settings, message)):
+        return "running servers follow at once"
+    return f"running servers follow within {kernel.settings.entitlements.refresh_seconds:g} s"
+
+
 def _user(kernel: Kernel, username: str) -> User:
     user = kernel.user(username.removeprefix("@"))
     if user is None:
@@ -134,8 +216,10 @@ def cmd_plugins_switch(args: argparse.Namespace) -> int:
     enabled = args.action == "enable"
     changed = switches.set_plugin(kernel.db, args.name, enabled, _actor())
     state = "on" if enabled else "off"
-    print(f"plugin {args.name} is {'now' if changed else 'already'} {state}; running servers follow within "
-          f"{kernel.settings.entitlements.refresh_seconds:g} s", file=sys.stderr)
+    if not changed:
+        print(f"plugin {args.name} is already {state}", file=sys.stderr)
+        return 0
+    print(f"plugin {args.name} is now {state}; {_tell_servers(kernel, {'type': 'kernel.switches'})}", file=sys.stderr)
     return 0
 
 
@@ -163,7 +247,8 @@ def cmd_grant(args: argparse.Namespace) -> int:
     user = _user(kernel, args.user)
     grant = kernel.entitlements.grant(user, args.plan, source=args.source, days=args.days, reference=args.reference or "", actor=_actor())
     until = f" until {grant.ends_at:%Y-%m-%d %H:%M} UTC" if grant.ends_at else ""
-    print(f"granted {grant.plan} to @{user.username}{until} (grant #{grant.id})", file=sys.stderr)
+    followed = _tell_servers(kernel, {"type": "kernel.grants", "user_id": user.id})
+    print(f"granted {grant.plan} to @{user.username}{until} (grant #{grant.id}); {followed}", file=sys.stderr)
     return 0
 
 
@@ -174,7 +259,8 @@ def cmd_revoke(args: argparse.Namespace) -> int:
     if not revoked:
         print(f"@{user.username} holds no current grant of {args.plan}", file=sys.stderr)
         return 1
-    print(f"revoked {args.plan} from @{user.username} ({len(revoked)} grant{'s' if len(revoked) > 1 else ''})", file=sys.stderr)
+    followed = _tell_servers(kernel, {"type": "kernel.grants", "user_id": user.id})
+    print(f"revoked {args.plan} from @{user.username} ({len(revoked)} grant{'s' if len(revoked) > 1 else ''}); {followed}", file=sys.stderr)
     return 0
 
 
@@ -210,7 +296,7 @@ def cmd_features(args: argparse.Namespace) -> int:
         if args.key not in kernel.entitlements.catalog.features:
             raise ApiError(404, "not_found", f"no feature '{args.key}'")
         switches.set_rollout(kernel.db, args.key, args.percent, _actor())
-        print(f"{args.key} is rolled out to {args.percent}% of users", file=sys.stderr)
+        print(f"{args.key} is rolled out to {args.percent}% of users; {_tell_servers(kernel, {'type': 'kernel.switches'})}", file=sys.stderr)
         return 0
     for key in kernel.entitlements.catalog.features:
         feature = admin.feature_json(kernel, key)
@@ -226,6 +312,16 @@ def port_number(text: str) -> int:
     if not 0 <= port <= 65535:
         raise argparse.ArgumentTypeError(f"'{text}' is not a port number (0-65535)")
     return port
+
+
+def worker_count(text: str) -> int:
+    try:
+        value = int(text)
+    except ValueError:
+        value = 0
+    if not 1 <= value <= 256:
+        raise argparse.ArgumentTypeError(f"'{text}' is not a number of workers (1-256)")
+    return value
 
 
 def percent(text: str) -> int:
@@ -248,6 +344,9 @@ def build_parser() -> argparse.ArgumentParser:
     serve = commands.add_parser("serve", parents=[common], help="run the web server")
     serve.add_argument("--host")
     serve.add_argument("--port", type=port_number)
+    serve.add_argument(
+        "--workers", type=worker_count, default=1, help="server processes on this host (default: 1); more than 1 needs a Redis bus (docs/scale-out.md)"
+    )
     serve.set_defaults(handler=cmd_serve)
 
     sandbox = commands.add_parser(

@@ -5,8 +5,11 @@ bearer tokens are random secrets stored only as SHA-256 hashes, so the
 database never holds a usable credential; deleting the row revokes it.
 
 Every authenticated request resolves a credential, so resolutions and user
-rows are cached in the process for a few seconds and dropped at once when
-this process changes them.
+rows are cached in the process for a few seconds. A change to them (a
+revoked session or token, a new password, an account's profile or rights)
+drops them at once here and is announced as a :class:`CredentialChange`,
+which the composition root carries to every other process of the
+deployment (``kernel/realtime/revocation.py``).
 """
 
 from __future__ import annotations
@@ -16,6 +19,7 @@ import re
 import secrets
 import time
 import unicodedata
+from collections.abc import Callable
 from dataclasses import dataclass
 from datetime import datetime, timedelta
 from typing import Any
@@ -65,6 +69,40 @@ class Credential:
     user_id: int
     kind: str  # "session" or "token"
     id: int
+
+
+@dataclass(frozen=True)
+class CredentialChange:
+    """What changed, for every process to drop from its caches and to close the sockets of.
+
+    ``sessions`` and ``tokens`` name credentials that no longer exist;
+    ``users`` names accounts whose row changed (profile, password, rights).
+    """
+
+    sessions: frozenset[int] = frozenset()
+    tokens: frozenset[int] = frozenset()
+    users: frozenset[int] = frozenset()
+
+    def as_message(self) -> dict[str, Any]:
+        """The change as a control message on the bus."""
+        return {"type": "kernel.credentials", "sessions": sorted(self.sessions), "tokens": sorted(self.tokens), "users": sorted(self.users)}
+
+    @classmethod
+    def from_message(cls, message: dict[str, Any]) -> CredentialChange | None:
+        """The change a control message carries; None when it is not a well-formed ``kernel.credentials`` message."""
+
+        def ids(name: str) -> frozenset[int] | None:
+            value = message.get(name, [])
+            if not isinstance(value, list) or not all(isinstance(item, int) and not isinstance(item, bool) for item in value):
+                return None
+            return frozenset(value)
+
+        if message.get("type") != "kernel.credentials":
+            return None
+        sessions, tokens, users = ids("sessions"), ids("tokens"), ids("users")
+        if sessions is None or tokens is None or users is None:
+            return None
+        return cls(sessions, tokens, users)
 
 
 def hash_secret(secret: str) -> str:
@@ -186,6 +224,8 @@ class Identity:
         self._credentials = TtlCache(CACHE_SECONDS)
         self._users = TtlCache(CACHE_SECONDS)
         self._ids_by_name = TtlCache(CACHE_SECONDS)
+        # Tells the other processes of a change; the composition root sets it (here: nobody to tell).
+        self.announce: Callable[[CredentialChange], None] = lambda change: None
 
     # Accounts -------------------------------------------------------------
 
@@ -263,26 +303,47 @@ class Identity:
             values["bio"] = bio
         if values:
             self.db.write(lambda conn: conn.execute(update(users).where(users.c.id == user_id).values(values)))
-        self.forget_user(user_id)
+        self.account_changed(user_id)
         return self._account(user_id)
 
     def set_password(self, user_id: int, password_hash: str, keep_session_id: int | None) -> None:
-        """Change the password and end every other session of the user."""
+        """Change the password and end every other session of the user, in every process."""
 
-        def work(conn: Connection) -> None:
+        def work(conn: Connection) -> list[int]:
             conn.execute(update(users).where(users.c.id == user_id).values(password_hash=password_hash))
-            query = delete(sessions).where(sessions.c.user_id == user_id)
+            others = [sessions.c.user_id == user_id]
             if keep_session_id is not None:
-                query = query.where(sessions.c.id != keep_session_id)
-            conn.execute(query)
+                others.append(sessions.c.id != keep_session_id)
+            ended = list(conn.execute(select(sessions.c.id).where(*others)).scalars())
+            if ended:
+                conn.execute(delete(sessions).where(sessions.c.id.in_(ended)))
+            return ended
 
-        self.db.write(work)
-        self._credentials.drop_where(lambda cred: cred.kind == "session" and cred.user_id == user_id)
+        ended = self.db.write(work)
+        # A session started meanwhile by another process escaped the list: drop every cached one of the user here.
+        self._credentials.drop_where(lambda cred: cred.kind == "session" and cred.user_id == user_id and cred.id != keep_session_id)
+        self.changed(CredentialChange(sessions=frozenset(ended), users=frozenset({user_id})))
 
     def forget_user(self, *user_ids: int) -> None:
-        """Drop cached rows of these users after a change."""
+        """Drop cached rows of these users in this process (counts that a follow changed)."""
         for user_id in user_ids:
             self._users.drop(user_id)
+
+    def account_changed(self, *user_ids: int) -> None:
+        """After a change to these accounts (profile, rights): every process drops its copy of them at once."""
+        self.changed(CredentialChange(users=frozenset(user_ids)))
+
+    def changed(self, change: CredentialChange) -> None:
+        """Drop what ``change`` names from this process's caches, and announce it to the other processes."""
+        self.forget(change)
+        self.announce(change)
+
+    def forget(self, change: CredentialChange) -> None:
+        """Drop what ``change`` names from this process's caches (a change made here or announced by another process)."""
+        if change.sessions or change.tokens:
+            gone = {("session", id_) for id_ in change.sessions} | {("token", id_) for id_ in change.tokens}
+            self._credentials.drop_where(lambda cred: (cred.kind, cred.id) in gone)
+        self.forget_user(*change.users)
 
     def count_users(self) -> int:
         return self.db.read(lambda conn: conn.execute(select(func.count()).select_from(users)).scalar_one())
@@ -359,7 +420,9 @@ class Identity:
         deleted = self.db.write(
             lambda conn: conn.execute(delete(table).where(table.c.id == credential_id, table.c.user_id == user_id)).rowcount
         )
-        self._credentials.drop_where(lambda cred: cred.kind == kind and cred.id == credential_id)
+        if deleted:
+            ids = frozenset({credential_id})
+            self.changed(CredentialChange(sessions=ids) if kind == "session" else CredentialChange(tokens=ids))
         return bool(deleted)
 
     # Resolving credentials -------------------------------------------------

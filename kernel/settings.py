@@ -13,6 +13,7 @@ that names the key, and the CLI prints exactly that line.
 
 from __future__ import annotations
 
+import importlib.util
 import json
 import os
 import re
@@ -22,7 +23,7 @@ from collections.abc import Mapping
 from pathlib import Path
 from typing import Any, Literal
 
-from pydantic import BaseModel, ConfigDict, Field, SecretStr, ValidationError, field_validator
+from pydantic import BaseModel, ConfigDict, Field, SecretStr, ValidationError, field_validator, model_validator
 from sqlalchemy.engine import make_url
 from sqlalchemy.exc import ArgumentError
 
@@ -59,6 +60,10 @@ class DatabaseSettings(_Section):
     echo: bool = False
     # Upgrade the schema at start-up; None means only for the embedded SQLite.
     auto_migrate: bool | None = None
+    # PostgreSQL connections each process keeps, and may open beyond them when busy; each process
+    # also holds one for its periodic jobs' locks (docs/scale-out.md: pool sizing).
+    pool_size: int = Field(default=5, ge=1, le=1000)
+    max_overflow: int = Field(default=5, ge=0, le=1000)
 
     @field_validator("url")
     @classmethod
@@ -80,6 +85,8 @@ class AuthSettings(_Section):
     login_failures_per_username: int = Field(default=10, ge=1)
     login_failures_per_client: int = Field(default=30, ge=1)
     login_window_seconds: int = Field(default=300, ge=1)
+    # Accounts made from one client address in an hour through the sign-up form or API; 0: no limit.
+    signups_per_client_per_hour: int = Field(default=50, ge=0)
     reserved_usernames: list[str] = Field(default_factory=list)
 
 
@@ -146,9 +153,11 @@ class RealtimeSettings(_Section):
 class BusSettings(_Section):
     # None: the in-process bus, for one server process. redis://… for many.
     url: str | None = None
-    # Channels are prefixed so that deployments can share one Redis; the
-    # default is derived from the database URL, shared by one deployment's processes.
+    # Channels are prefixed so that deployments can share one Redis; the default
+    # names the deployment by the id stored in its database (whatever URL reaches it).
     channel_prefix: str | None = None
+    # How long Redis may stay unreachable before /readyz answers 503 (local delivery goes on meanwhile).
+    down_after_seconds: float = Field(default=10.0, gt=0)
 
     @field_validator("url")
     @classmethod
@@ -156,6 +165,36 @@ class BusSettings(_Section):
         if value is not None and not value.startswith(("redis://", "rediss://", "unix://")):
             raise ValueError("must be a redis://, rediss:// or unix:// URL")
         return value
+
+
+class S3Settings(_Section):
+    """``[media.s3]``: the bucket of ``storage = "s3"``. Credentials left out come from boto3's chain (AWS_* variables, a profile, an instance role)."""
+
+    bucket: str | None = Field(default=None, min_length=3, max_length=63)
+    # None: AWS itself; else any S3-compatible server (http://127.0.0.1:9000 for MinIO ...).
+    endpoint_url: str | None = Field(default=None, pattern=r"^https?://\S+$")
+    region: str | None = None
+    access_key_id: str | None = None
+    secret_access_key: SecretStr | None = None
+    # Objects are named <prefix><plugin>/<key>: several deployments can share a bucket.
+    prefix: str = Field(default="", max_length=200, pattern=r"^([A-Za-z0-9][A-Za-z0-9._-]*/)*$")
+
+
+class MediaSettings(_Section):
+    """``[media]``: where feed media and Spaces recordings live (docs/media-storage.md)."""
+
+    # local: this host's disk (one host only); database: the deployment's database; s3: a bucket.
+    storage: Literal["local", "database", "s3"] = "local"
+    s3: S3Settings = Field(default_factory=S3Settings)
+
+    @model_validator(mode="after")
+    def _s3_usable(self) -> MediaSettings:
+        if self.storage == "s3":
+            if not self.s3.bucket:
+                raise ValueError('storage "s3" needs media.s3.bucket')
+            if importlib.util.find_spec("boto3") is None:
+                raise ValueError("storage \"s3\" needs boto3: pip install 'everything-kernel[s3]'")
+        return self
 
 
 class PluginsSettings(BaseModel):
@@ -189,6 +228,7 @@ class Settings(_Section):
     entitlements: EntitlementsSettings = Field(default_factory=EntitlementsSettings)
     realtime: RealtimeSettings = Field(default_factory=RealtimeSettings)
     bus: BusSettings = Field(default_factory=BusSettings)
+    media: MediaSettings = Field(default_factory=MediaSettings)
 
     @field_validator("plans")
     @classmethod
@@ -232,9 +272,9 @@ class Settings(_Section):
 
 def throwaway(data_dir: str | os.PathLike[str]) -> dict[str, Any]:
     """The settings of a deployment of its own in ``data_dir``: the embedded SQLite database, migrated by
-    itself, and the in-process bus; whatever a settings file or the environment say of them. Used as
+    itself, the in-process bus and media on its own disk; whatever a settings file or the environment say of them. Used as
     overrides or as the start of a settings dict (the sandbox, ``plugins check``, the test kit)."""
-    return {"data_dir": str(data_dir), "database": {"url": None, "auto_migrate": True}, "bus": {"url": None}}
+    return {"data_dir": str(data_dir), "database": {"url": None, "auto_migrate": True}, "bus": {"url": None}, "media": {"storage": "local"}}
 
 
 def normalise_database_url(url: str) -> str:
@@ -338,6 +378,29 @@ def load_settings(
         return Settings.model_validate(data)
     except ValidationError as exc:
         raise SettingsError(_describe(exc, source)) from None
+
+
+def check_shared_settings(settings: Settings, workers: int = 1) -> None:
+    """Refuse, before anything starts, settings that break a deployment of several processes.
+
+    Every process must sign sessions and CSRF tokens with one ``secret_key``:
+    the one each data folder would generate for itself differs from host to
+    host, and cookies made by one process are refused (403 ``csrf_failed``) by
+    the others. A Redis bus means several processes, so it needs the key set;
+    and ``workers`` over 1 need the bus.
+
+    :raises SettingsError: with one line naming the setting.
+    """
+    if workers > 1 and not settings.bus.url:
+        raise SettingsError(
+            f"bus.url: serve --workers {workers} needs a Redis bus shared by the workers "
+            "(set bus.url or EVERYTHING_BUS__URL to redis://...)"
+        )
+    if settings.bus.url and (settings.secret_key is None or not settings.secret_key.get_secret_value().strip()):
+        raise SettingsError(
+            "secret_key: must be set when bus.url is set, the same on every process of the deployment "
+            "(set secret_key or EVERYTHING_SECRET_KEY; make one with: python -c 'import secrets; print(secrets.token_urlsafe(48))')"
+        )
 
 
 def ensure_data_dir(settings: Settings) -> None:

@@ -2,9 +2,9 @@
 
 Switches live in the database, so they survive restarts and every process
 sees them: a process applies a change it makes at once and tells the others
-over the bus, and every process re-reads the switches every
-``entitlements.refresh_seconds`` in case a message was missed or the change
-came from the command line.
+over the bus (the command line tells running servers over Redis), and every
+process re-reads the switches every ``entitlements.refresh_seconds`` in case
+a message was missed or there is no Redis bus to carry it.
 """
 
 from __future__ import annotations

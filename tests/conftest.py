@@ -14,7 +14,7 @@ import subprocess
 import sys
 import threading
 import time
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator
 from contextlib import contextmanager
 from pathlib import Path
 from typing import Any
@@ -33,8 +33,9 @@ from kernel.settings import Settings, normalise_database_url
 pytest.register_assert_rewrite("sandbox.testing")
 from sandbox.testing import LiveServer  # noqa: E402
 
-# The browser tests' Chromium fixture lives with the rest of their kit; the feature teams' kit is tested through its fixture.
-pytest_plugins = ["tests.browser_kit", "sandbox.testing"]
+# The browser tests' Chromium fixture lives with the rest of their kit, the deployment tests' report hook with theirs;
+# the feature teams' kit is tested through its fixture.
+pytest_plugins = ["tests.browser_kit", "tests.deployment_kit", "sandbox.testing"]
 
 PASSWORD = "correct horse battery"
 POSTGRES_URL = os.environ.get("EVERYTHING_TEST_DATABASE_URL")
@@ -49,7 +50,14 @@ def database_url(request: pytest.FixtureRequest, tmp_path: Path) -> Iterator[str
         yield None
         return
     assert POSTGRES_URL is not None
-    server = sqlalchemy.make_url(normalise_database_url(POSTGRES_URL))
+    with postgres_database(POSTGRES_URL) as url:
+        yield url
+
+
+@contextmanager
+def postgres_database(server_url: str) -> Iterator[str]:
+    """A database made on the PostgreSQL server at ``server_url`` for the block, dropped after; yields its URL."""
+    server = sqlalchemy.make_url(normalise_database_url(server_url))
     name = f"everything_test_{secrets.token_hex(6)}"
     admin = sqlalchemy.create_engine(server, isolation_level="AUTOCOMMIT")
     with admin.connect() as connection:
@@ -188,6 +196,23 @@ def serve_env(database_url: str | None = None) -> dict[str, str]:
     return {**env, "EVERYTHING_DATABASE__URL": database_url} if database_url else env
 
 
+def wait_ready(url: str, process: subprocess.Popen[str], output: Callable[[], str] | None = None, seconds: float = 60) -> None:
+    """Until ``url``'s ``/readyz`` answers 200; AssertionError with ``output()`` (else its standard error) if ``process`` exits first."""
+    deadline = time.monotonic() + seconds
+    while True:
+        if process.poll() is not None:
+            said = output() if output is not None else process.stderr.read() if process.stderr else ""
+            raise AssertionError(f"serve exited early:\n{said}")
+        try:
+            if httpx.get(f"{url}/readyz", timeout=1, trust_env=False).status_code == 200:
+                return
+        except httpx.TransportError:
+            pass
+        if time.monotonic() > deadline:
+            raise AssertionError(f"{url} did not become ready within {seconds:g} s")
+        time.sleep(0.1)
+
+
 @contextmanager
 def serve_process(workdir: Path, env: dict[str, str] | None = None) -> Iterator[tuple[str, subprocess.Popen[str]]]:
     """Run `everything serve` in ``workdir`` (with ``env`` on top of :func:`serve_env`); yields its URL and process once ready."""
@@ -202,18 +227,7 @@ def serve_process(workdir: Path, env: dict[str, str] | None = None) -> Iterator[
     )
     url = f"http://127.0.0.1:{port}"
     try:
-        deadline = time.monotonic() + 60
-        while True:
-            if process.poll() is not None:
-                raise AssertionError(f"serve exited early:\n{process.stderr.read() if process.stderr else ''}")
-            try:
-                if httpx.get(f"{url}/readyz", timeout=1).status_code == 200:
-                    break
-            except httpx.TransportError:
-                pass
-            if time.monotonic() > deadline:
-                raise AssertionError("serve did not become ready within 60 s")
-            time.sleep(0.1)
+        wait_ready(url, process)
         # Standard error is only read on failure: drain it so that the server never blocks on a full pipe.
         threading.Thread(target=lambda: process.stderr and process.stderr.read(), daemon=True).start()
         yield url, process

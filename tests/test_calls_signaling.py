@@ -16,7 +16,7 @@ from starlette.applications import Starlette
 from starlette.testclient import WebSocketTestSession
 
 from kernel import create_app
-from tests.conftest import UserClient, assert_error, make_operator, make_settings, running, sign_up
+from tests.conftest import PASSWORD, UserClient, assert_error, make_operator, make_settings, running, sign_up
 from tests.realtime_kit import ask, connect, receive
 
 OFFER = "v=0\r\no=- 1 1 IN IP4 127.0.0.1\r\ns=-\r\nt=0 0\r\nm=audio 9 UDP/TLS/RTP/SAVPF 111\r\n"
@@ -342,6 +342,49 @@ def test_a_party_that_resumes_within_the_grace_period_keeps_the_call(tmp_path: P
                 assert alice.get("/api/calls/calls/call-1").json()["state"] == "answered"
                 ask(again, {"type": "calls.candidate", "call_id": "call-1", "candidate": CANDIDATE})
                 assert receive(callee, "calls.candidate")["candidate"] == CANDIDATE
+
+
+def test_a_callee_whose_socket_drops_keeps_the_call_through_every_sweep_and_resumes_it(tmp_path: Path) -> None:
+    app = calls_app(tmp_path, reconnect_grace_seconds=30, sweep_seconds=0.05)
+    with running(app):
+        alice, bob = premium(app, sign_up(app, "alice")), sign_up(app, "bob_b")
+        allow_everyone(bob)
+        with connect(alice) as caller:
+            with connect(bob) as callee:
+                answered_call(caller, callee)
+            time.sleep(0.5)  # ten sweeps, inside the grace: none may take the callee's absence for the end
+            assert alice.get("/api/calls/calls/call-1").json()["state"] == "answered"
+            with connect(bob) as again:
+                assert ask(again, {"type": "calls.resume", "call_id": "call-1"})["call"]["state"] == "answered"
+                ask(caller, {"type": "calls.candidate", "call_id": "call-1", "candidate": CANDIDATE})
+                assert receive(again, "calls.candidate")["candidate"] == CANDIDATE
+
+
+def test_an_answered_call_outlives_a_restart_of_a_one_process_deployment(tmp_path: Path) -> None:
+    first = calls_app(tmp_path, reconnect_grace_seconds=30)
+    with running(first):
+        alice, bob = premium(first, sign_up(first, "alice")), sign_up(first, "bob_b")
+        allow_everyone(bob)
+        with connect(alice) as caller, connect(bob) as callee:
+            answered_call(caller, callee)
+    # The same deployment comes back (a deploy): its parties resume the call there, within their grace.
+    second = calls_app(tmp_path, reconnect_grace_seconds=30)
+    with running(second), connect(log_in(second, "alice")) as caller, connect(log_in(second, "bob_b")) as callee:
+        assert ask(caller, {"type": "calls.resume", "call_id": "call-1"})["call"]["state"] == "answered"
+        assert ask(callee, {"type": "calls.resume", "call_id": "call-1"})["call"]["state"] == "answered"
+        ask(callee, {"type": "calls.hangup", "call_id": "call-1"})
+        assert receive(caller, "calls.ended") == {"type": "calls.ended", "call_id": "call-1", "reason": "hangup", "by": "bob_b"}
+
+
+def log_in(app: Starlette, username: str) -> UserClient:
+    """A client of ``app`` holding a new session of ``username``'s, as :func:`sign_up` gives for a new user."""
+    client = UserClient(app, raise_server_exceptions=False)
+    client.portal = app.state.test_portal
+    response = client.post("/api/auth/login", json={"username": username, "password": PASSWORD})
+    assert response.status_code == 200, response.text
+    client.headers["X-CSRF-Token"] = response.json()["csrf_token"]
+    client.username = username
+    return client
 
 
 # Bad messages -------------------------------------------------------------------------------------

@@ -55,7 +55,7 @@ def test_upgrade_twice_changes_nothing(tmp_path: Path, database_url: str | None)
     with kernel.db.engine.connect() as connection:
         versions = connection.exec_driver_sql("SELECT version_num FROM alembic_version").scalars().all()
     kernel.db.dispose()
-    assert sorted(versions) == ["calls_0001", "feed_0004", "kernel_0002", "payments_0003", "spaces_0001", "trading_0002"]
+    assert sorted(versions) == ["calls_0002", "feed_0004", "kernel_0004", "payments_0003", "spaces_0002", "trading_0002"]
 
 
 def test_a_plugin_branch_adds_its_tables(tmp_path: Path, database_url: str | None) -> None:

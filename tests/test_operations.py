@@ -21,7 +21,7 @@ def test_healthz_answers_ok(client: TestClient) -> None:
 
 def test_readyz_is_ready_once_started(client: TestClient) -> None:
     body = client.get("/readyz").json()
-    assert body == {"status": "ready", "checks": {"database": "ok", "plugins": "started"}}
+    assert body == {"status": "ready", "checks": {"database": "ok", "plugins": "started", "bus": "in_process"}}
 
 
 def test_readyz_is_503_before_the_plugins_have_started(tmp_path: Path) -> None:

@@ -12,7 +12,8 @@ from sqlalchemy import select, update
 from starlette.applications import Starlette
 
 from kernel import create_app, utcnow
-from plugins.payments.models import subscriptions
+from plugins.payments.models import billing_events, subscriptions
+from plugins.payments.sandbox_billing import add_interval
 from plugins.payments.service import PAYMENTS
 from tests.conftest import UserClient, assert_error, make_settings, running, sign_up
 
@@ -219,3 +220,23 @@ def test_subscribing_through_the_pages_ends_on_the_plan_page(carol: UserClient) 
 
 def test_the_webhook_is_not_there_without_stripe(client) -> None:  # type: ignore[no-untyped-def]
     assert_error(client.post("/api/payments/stripe/webhook", content=b"{}"), 404, "not_found")
+
+
+def test_two_processes_renewing_one_subscription_record_one_invoice_paid(tmp_path: Path, database_url: str | None) -> None:
+    # Two kernels on one database are two processes of one deployment, as far as billing can tell.
+    first, second = (create_app(make_settings(tmp_path / "data", database_url)) for _ in range(2))
+    with running(first), running(second):
+        carol = sign_up(first, "carol")
+        subscribe(carol)
+        ending = utcnow().replace(microsecond=0) + timedelta(minutes=5)
+        first.state.kernel.db.write(lambda conn: conn.execute(update(subscriptions).values(current_period_end=ending)))
+        subscription_id = first.state.kernel.db.read(lambda conn: conn.execute(select(subscriptions.c.subscription_id)).scalar_one())
+        billings = [PAYMENTS.of(app.state.kernel).billing for app in (first, second)]
+        # Both read the period's end before either renews it, as two periodic looks at once can.
+        renewals = [billing.provider.renewal_event(billing.provider.refresh(subscription_id)) for billing in billings]  # type: ignore[attr-defined]
+        applied = [app.state.test_portal.call(billing.apply, event) for app, billing, event in zip((first, second), billings, renewals, strict=True)]
+        assert applied == [True, False]
+        kinds = first.state.kernel.db.read(lambda conn: conn.execute(select(billing_events.c.type)).scalars().all())
+        assert kinds.count("invoice.paid") == 1
+        renewed = carol.get("/api/payments/subscription").json()
+        assert renewed["current_period_end"][:19] == add_interval(ending, "month").isoformat()

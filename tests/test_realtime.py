@@ -272,7 +272,7 @@ def test_a_socket_that_keeps_sending_bad_messages_is_told_and_closed_with_1008(t
 @pytest.mark.skipif(not REDIS_URL, reason="set EVERYTHING_TEST_REDIS_URL to a Redis server (.ci/run does when Redis answers)")
 def test_messages_cross_between_two_server_processes_over_redis(tmp_path: Path) -> None:
     assert REDIS_URL is not None
-    env = {"EVERYTHING_BUS__URL": REDIS_URL}
+    env = {"EVERYTHING_BUS__URL": REDIS_URL, "EVERYTHING_SECRET_KEY": "shared-by-the-two-processes-of-this-test"}
     with serve(tmp_path, env) as first, serve(tmp_path, env) as second:
         alice_token, bob_token = bearer(first, "alice"), bearer(second, "bob_b")
         with connect(second, bob_token) as bob_on_second, connect(first, alice_token) as alice_on_first:

@@ -146,3 +146,41 @@ def test_config_check_and_plugins_create_nothing(tmp_path: Path) -> None:
     assert everything("config", "check", cwd=tmp_path).returncode == 0
     assert everything("plugins", cwd=tmp_path).returncode == 0
     assert not (tmp_path / "everything-data").exists()
+
+
+@pytest.mark.parametrize("command", [["config", "check"], ["serve"]])
+def test_a_redis_bus_without_a_secret_key_is_refused_in_one_line(tmp_path: Path, command: list[str]) -> None:
+    result = everything(*command, "--data-dir", str(tmp_path / "data"), env={"EVERYTHING_BUS__URL": "redis://127.0.0.1:6379/0"})
+    assert result.returncode == 2
+    assert len(result.stderr.strip().splitlines()) == 1, result.stderr
+    assert result.stderr.startswith("error: secret_key: must be set when bus.url is set")
+    assert "EVERYTHING_SECRET_KEY" in result.stderr
+    assert not (tmp_path / "data").exists()
+
+
+def test_a_redis_bus_with_a_secret_key_passes_config_check(tmp_path: Path) -> None:
+    env = {"EVERYTHING_BUS__URL": "redis://127.0.0.1:6379/0", "EVERYTHING_SECRET_KEY": "one-key-for-every-process-of-it"}
+    result = everything("config", "check", "--data-dir", str(tmp_path / "data"), env=env)
+    assert result.returncode == 0, result.stderr
+    assert json.loads(result.stdout)["secret_key"] == "***"
+
+
+def test_the_database_pool_size_is_a_setting_with_defaults_that_fit_many_processes() -> None:
+    defaults = load_settings(environ={})
+    assert (defaults.database.pool_size, defaults.database.max_overflow) == (5, 5)
+    sized = load_settings(environ={"EVERYTHING_DATABASE__POOL_SIZE": "3", "EVERYTHING_DATABASE__MAX_OVERFLOW": "0"})
+    assert (sized.database.pool_size, sized.database.max_overflow) == (3, 0)
+    with pytest.raises(SettingsError, match="database.pool_size"):
+        load_settings(environ={"EVERYTHING_DATABASE__POOL_SIZE": "0"})
+
+
+def test_the_postgresql_pool_takes_its_size_from_the_settings(tmp_path: Path, database_url: str | None) -> None:
+    if database_url is None:
+        pytest.skip("the pool size is PostgreSQL's; SQLite's follows the worker threads")
+    from kernel import create_app
+    from tests.conftest import make_settings
+
+    app = create_app(make_settings(tmp_path / "data", None, database={"url": database_url, "pool_size": 3, "max_overflow": 2}))
+    pool = app.state.kernel.db.engine.pool
+    assert (pool.size(), pool._max_overflow) == (3, 2)
+    app.state.kernel.db.dispose()

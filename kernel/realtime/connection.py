@@ -27,6 +27,8 @@ logger = logging.getLogger("everything.realtime")
 
 # Close codes (4000-4999 are the application's own).
 CLOSE_GOING_AWAY = 1001
+# The server is stopping (a deploy, a restart; uvicorn sends the same at shut-down): reconnect at once.
+CLOSE_SERVICE_RESTART = 1012
 CLOSE_POLICY = 1008  # the abuse went on: too many bad messages
 CLOSE_UNAUTHORIZED = 4401
 CLOSE_FORBIDDEN_ORIGIN = 4403

@@ -9,7 +9,7 @@ from starlette.websockets import WebSocket, WebSocketDisconnect
 
 from kernel.identity import User
 from kernel.plugin.answers import settle
-from kernel.realtime.connection import CLOSE_FORBIDDEN_ORIGIN, CLOSE_UNAUTHORIZED, Connection, encode
+from kernel.realtime.connection import CLOSE_FORBIDDEN_ORIGIN, CLOSE_SERVICE_RESTART, CLOSE_UNAUTHORIZED, Connection, encode
 from kernel.web.requests import get_kernel
 
 if TYPE_CHECKING:
@@ -44,8 +44,14 @@ async def websocket_endpoint(websocket: WebSocket) -> None:
         await websocket.close(CLOSE_FORBIDDEN_ORIGIN, "forbidden origin")
         return
     unread = await anyio.to_thread.run_sync(kernel.notifications.unread_count, user)
+    if hub.draining:
+        # The process is stopping (checked after the last wait, so none slips past Hub.stop's closing):
+        # the client reconnects at once, and the balancer sends it to another process.
+        await websocket.close(CLOSE_SERVICE_RESTART, "the server is restarting")
+        return
     connection = Connection(hub, websocket, user, credential)
     hub.add(connection)
+    await hub.until_reachable(user.id)  # what the client does on the greeting may send it messages from other processes
     connection.send(
         {
             "type": "kernel.hello",

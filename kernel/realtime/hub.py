@@ -2,8 +2,9 @@
 
 A client message is ``{"type": "<plugin>.<name>", "id": ..., ...}``; the
 hub hands it to the handler that plugin registered for the type. Server
-messages reach every open connection of a user through the bus, so a user
-connected to another process receives them too. The protocol is documented
+messages reach every open connection of a user: this process's directly,
+other processes' through the bus (only those that hold a connection of the
+user receive it), so Redis is needed only to cross processes. The protocol is documented
 in docs/realtime.md.
 """
 
@@ -22,8 +23,9 @@ import anyio.to_thread
 from kernel.errors import ApiError
 from kernel.identity import User
 from kernel.realtime.bus import Bus
-from kernel.realtime.connection import CLOSE_GOING_AWAY, CLOSE_POLICY, CLOSE_UNAUTHORIZED, Connection, encode
+from kernel.realtime.connection import CLOSE_POLICY, CLOSE_SERVICE_RESTART, Connection, encode
 from kernel.realtime.messages import Handler
+from kernel.realtime.revocation import close_unauthorized
 
 if TYPE_CHECKING:
     from kernel.app import Kernel
@@ -46,19 +48,36 @@ class Hub:
         self.control_listeners: list[Callable[[dict[str, Any]], None]] = []
         self._heartbeat: asyncio.Task[None] | None = None
         self._tasks: set[asyncio.Future[None]] = set()
+        self.draining = False  # the process is stopping: /ws refuses new sockets (1012)
 
     # Lifecycle --------------------------------------------------------------------
 
     async def start(self) -> None:
-        await self.bus.start(self._deliver)
+        await self.bus.start(self._deliver, self.process_key)
         self._heartbeat = asyncio.create_task(self._beat(), name="everything-heartbeat")
 
-    async def stop(self) -> None:
+    async def stop(self, drain_seconds: float = 5.0) -> None:
+        """Drain: refuse new sockets, close every open one with 1012 (the client reconnects at once, to another process), then leave the bus.
+
+        Waits up to ``drain_seconds`` for the sockets to go and for what
+        their closing starts — plugins hearing of it (calls give their
+        parties a grace deadline), presence leaving the bus — which needs the
+        bus still up. Under uvicorn the sockets are closed (also 1012) before
+        the application is told to stop; then only that work is waited for.
+        """
+        self.draining = True
         if self._heartbeat is not None:
             self._heartbeat.cancel()
         for connection in [c for conns in self.by_user.values() for c in conns]:
-            connection.close(CLOSE_GOING_AWAY, "the server is restarting")
+            connection.close(CLOSE_SERVICE_RESTART, "the server is restarting")
+        loop = asyncio.get_running_loop()
+        deadline = loop.time() + drain_seconds
         await asyncio.sleep(0)
+        while (self.by_key or self._tasks) and (left := deadline - loop.time()) > 0:
+            if self._tasks:
+                await asyncio.wait(set(self._tasks), timeout=left)  # finished work may spawn more: look again
+            else:
+                await asyncio.sleep(min(left, 0.05))  # a socket whose closing has not begun its work yet
         await self.bus.stop()
 
     async def _beat(self) -> None:
@@ -76,7 +95,11 @@ class Hub:
                 logger.exception("checking the credentials of open sockets failed")
 
     async def _close_revoked(self, connections: list[Connection]) -> None:
-        """Close (4401) the sockets whose session ended or whose token was deleted since they opened."""
+        """Close (4401) the sockets whose session ended or whose token was deleted since they opened.
+
+        Revocations close sockets at once through the bus (kernel/realtime/revocation.py);
+        this re-check catches what a lost bus message or a session's expiry left open.
+        """
         held = [(connection, connection.credential) for connection in connections if connection.credential is not None]
         session_ids = {credential.id for _, credential in held if credential.kind == "session"}
         token_ids = {credential.id for _, credential in held if credential.kind == "token"}
@@ -85,8 +108,7 @@ class Hub:
         live_sessions, live_tokens = await anyio.to_thread.run_sync(self.kernel.identity.live_credentials, session_ids, token_ids)
         for connection, credential in held:
             if credential.id not in (live_sessions if credential.kind == "session" else live_tokens):
-                connection.send({"type": "error", "ref": None, "code": "unauthorized", "message": "Your session ended; sign in again."})
-                connection.close(CLOSE_UNAUTHORIZED, "the credential was revoked", flush=True)
+                close_unauthorized(connection)
 
     def spawn(self, work: Awaitable[None]) -> None:
         """Run ``work`` in the background, holding on to it until it ends (the loop keeps only weak references)."""
@@ -133,10 +155,17 @@ class Hub:
         await self._publish(f"c:{key}", encode(message))
 
     async def send_to_connections(self, keys: Iterable[str], message: dict[str, Any]) -> None:
-        """Deliver the same ``message`` to each connection in ``keys``, encoding it once (a room's state to its members)."""
+        """Deliver the same ``message`` to each connection in ``keys``, encoding it once (a room's state to its members).
+
+        This process's connections get it directly; the others' once per
+        process that holds some of them (one bus message per process, however many sockets).
+        """
         payload = encode(message)
+        by_process: dict[str, list[str]] = {}
         for key in keys:
-            await self._publish(f"c:{key}", payload)
+            by_process.setdefault(key.partition(".")[0], []).append(key)
+        for keys_of_one in by_process.values():
+            await self._publish("c:" + ",".join(keys_of_one), payload)
 
     async def broadcast(self, message: dict[str, Any]) -> None:
         """Deliver ``message`` to every open connection of the deployment (dropped, logged, if the bus fails)."""
@@ -150,6 +179,10 @@ class Hub:
         await self._publish("control", encode(message))
 
     async def _publish(self, target: str, payload: str) -> None:
+        # This process's own connections first, directly: they need no bus, and Redis being away must not stop them.
+        self._deliver(target, payload)
+        if not self.bus.shares_presence or (target.startswith("c:") and target[2:].partition(".")[0] == self.process_key):
+            return
         try:
             await self.bus.publish(target, payload)
         except Exception as exc:
@@ -211,9 +244,10 @@ class Hub:
                 if connection.key != excluded:
                     connection.send_text(payload)
         elif target.startswith("c:"):
-            addressed = self.by_key.get(target[2:])
-            if addressed is not None:
-                addressed.send_text(payload)
+            for key in target[2:].split(","):
+                addressed = self.by_key.get(key)
+                if addressed is not None:
+                    addressed.send_text(payload)
         elif target == "all":
             for connections in list(self.by_user.values()):
                 for connection in list(connections):
@@ -229,11 +263,22 @@ class Hub:
     # Connections -------------------------------------------------------------------
 
     def add(self, connection: Connection) -> None:
+        if connection.user.id not in self.by_user:
+            self.bus.watch_user(connection.user.id)
         self.by_user.setdefault(connection.user.id, set()).add(connection)
         self.by_key[connection.key] = connection
         connection._writer = asyncio.create_task(connection._write())
         if self.bus.shares_presence:
             self.spawn(self._mark(connection, online=True))
+
+    async def until_reachable(self, user_id: int) -> None:
+        """Return once what other processes publish for ``user_id`` reaches this process: its channel is subscribed.
+
+        A moment after :meth:`add`; at once while Redis is away (its own
+        process's messages reach the user anyway). Greet a socket after this,
+        and what the client does on hearing the greeting is sure to be heard back.
+        """
+        await self.bus.until_watching(user_id)
 
     def remove(self, connection: Connection) -> None:
         connections = self.by_user.get(connection.user.id)
@@ -241,10 +286,13 @@ class Hub:
             connections.discard(connection)
             if not connections:
                 del self.by_user[connection.user.id]
+                self.bus.unwatch_user(connection.user.id)
         if self.by_key.pop(connection.key, None) is not None and self.bus.shares_presence:
             self.spawn(self._mark(connection, online=False))
         connection.closed = True
-        if connection._writer is not None and not connection._writer.done():
+        # A flushing close ends in the writer itself, which removes its connection: cancelling
+        # itself would end it as cancelled, and the endpoint waiting for it would raise.
+        if connection._writer is not None and not connection._writer.done() and connection._writer is not asyncio.current_task():
             connection._writer.cancel()
 
     # Receiving -----------------------------------------------------------------------

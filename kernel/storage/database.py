@@ -23,8 +23,17 @@ T = TypeVar("T")
 DB_THREADS = 4
 
 
-def make_engine(url: str, echo: bool = False) -> Engine:
-    """Create the engine for ``url`` with the connection settings the kernel relies on."""
+# PostgreSQL connections per process: kept open, and opened beyond those at busy moments. Small, so
+# that several processes fit PostgreSQL's default max_connections of 100 ([database] pool_size).
+POOL_SIZE = 5
+MAX_OVERFLOW = 5
+
+
+def make_engine(url: str, echo: bool = False, pool_size: int = POOL_SIZE, max_overflow: int = MAX_OVERFLOW) -> Engine:
+    """Create the engine for ``url`` with the connection settings the kernel relies on.
+
+    ``pool_size`` and ``max_overflow`` size PostgreSQL's pool; SQLite's follows the worker threads.
+    """
     if url.startswith("sqlite"):
         in_memory = url in ("sqlite://", "sqlite:///:memory:")
         engine = create_engine(
@@ -61,7 +70,9 @@ def make_engine(url: str, echo: bool = False) -> Engine:
     # No server-side prepared statements: after five runs psycopg prepares one, and PostgreSQL may
     # then switch to a generic plan that ignores the parameters' values — measured 40 ms instead of
     # 2 for a timeline (bench/timeline.py). Parsing each statement again costs far less.
-    return create_engine(url, echo=echo, pool_size=10, max_overflow=20, pool_pre_ping=True, connect_args={"prepare_threshold": None})
+    return create_engine(
+        url, echo=echo, pool_size=pool_size, max_overflow=max_overflow, pool_pre_ping=True, connect_args={"prepare_threshold": None}
+    )
 
 
 def inserted_id(result: CursorResult[Any]) -> int:
@@ -77,9 +88,9 @@ def inserted_id(result: CursorResult[Any]) -> int:
 class Database:
     """The engine plus helpers that run blocking work off the event loop."""
 
-    def __init__(self, url: str, echo: bool = False) -> None:
+    def __init__(self, url: str, echo: bool = False, pool_size: int = POOL_SIZE, max_overflow: int = MAX_OVERFLOW) -> None:
         self.url = url
-        self.engine = make_engine(url, echo=echo)
+        self.engine = make_engine(url, echo=echo, pool_size=pool_size, max_overflow=max_overflow)
         # SQLite has one writer at a time, and a writer that finds the file locked polls for it in
         # sleeps of 1, 2, 5, 10... ms (the busy handler), so the lock often sits free while they
         # sleep. This process's writers queue here instead and each is woken the moment the one

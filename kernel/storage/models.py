@@ -10,7 +10,7 @@ from __future__ import annotations
 
 from datetime import UTC, datetime
 
-from sqlalchemy import DateTime, Index, String, Table, inspect
+from sqlalchemy import BigInteger, DateTime, Index, LargeBinary, String, Table, inspect
 from sqlmodel import Field, SQLModel
 
 
@@ -189,3 +189,39 @@ plugin_switches = core_table(PluginSwitchRow)
 feature_rollouts = core_table(FeatureRolloutRow)
 audit_log = core_table(AuditRow)
 notifications = core_table(NotificationRow)
+
+
+class StoredFileRow(SQLModel, table=True):
+    """A file of the database media backend; ``key`` stays empty until its last chunk is written."""
+
+    __tablename__ = "kernel_stored_files"
+
+    id: int | None = Field(default=None, primary_key=True)
+    key: str | None = Field(default=None, max_length=400, unique=True)
+    content_type: str = Field(max_length=200)
+    size: int = Field(sa_type=BigInteger)
+    created_at: datetime = Field(default_factory=utcnow, sa_type=DateTime)
+
+
+class StoredFileChunkRow(SQLModel, table=True):
+    """One fixed-size piece of a stored file's bytes, in order by ``seq``."""
+
+    __tablename__ = "kernel_stored_file_chunks"
+
+    file_id: int = Field(foreign_key="kernel_stored_files.id", primary_key=True, ondelete="CASCADE")
+    seq: int = Field(primary_key=True)
+    data: bytes = Field(sa_type=LargeBinary)
+
+
+stored_files = core_table(StoredFileRow)
+stored_file_chunks = core_table(StoredFileChunkRow)
+
+
+class DeploymentRow(SQLModel, table=True):
+    """The one row naming this deployment: what its processes share whatever URL they reach the database by."""
+
+    __tablename__ = "kernel_deployment"
+
+    id: int = Field(primary_key=True)
+    deployment_id: str = Field(max_length=64)
+    created_at: datetime = Field(default_factory=utcnow, sa_type=DateTime)

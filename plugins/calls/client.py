@@ -591,7 +591,12 @@ class CallClient(RealtimeClient):
             self._incoming(message)
 
     def socket_closed(self, ws: ClientConnection) -> None:
-        """Connect again (unless ``reconnect=False`` or the close code says it cannot help) and resume the calls."""
+        """Connect again at once (unless ``reconnect=False`` or the close code says it cannot help) and resume the calls.
+
+        A server that stops for a deploy closes with 1012: through a load
+        balancer the new socket lands on another process, and the calls
+        resume there while their media, peer to peer, never stopped.
+        """
         if self.reconnect_on_drop and ws.close_code not in FINAL_CLOSE_CODES:
             self._background(self._reconnect_loop())
         else:

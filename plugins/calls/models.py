@@ -42,6 +42,10 @@ calls = Table(
     Column("offer", Text, nullable=True),
     # The callee's answer, kept while the call lasts, so that a caller who reconnects can still apply it.
     Column("answer", Text, nullable=True),
+    # Set when a side's socket drops (or its process is found gone): the call ends at this moment
+    # unless that side sends calls.resume first. Every process's sweep honours it.
+    Column("caller_grace_until", DateTime, nullable=True),
+    Column("callee_grace_until", DateTime, nullable=True),
     Index("ix_calls_calls_caller", "caller_id", "id"),
     Index("ix_calls_calls_callee", "callee_id", "id"),
     Index("ix_calls_calls_live", "state", sqlite_where=text(LIVE), postgresql_where=text(LIVE)),

@@ -12,7 +12,7 @@ from dataclasses import dataclass
 from datetime import datetime
 from typing import TYPE_CHECKING, Any
 
-from sqlalchemy import and_, or_, select
+from sqlalchemy import and_, case, or_, select
 from sqlalchemy.exc import IntegrityError
 
 from kernel import ApiError, Page, decode_cursor, encode_cursor, iso, utcnow
@@ -24,6 +24,7 @@ if TYPE_CHECKING:
     from kernel import Kernel
 
 RINGING, ANSWERED, ENDED = "ringing", "answered", "ended"
+SIDES = ("caller", "callee")
 # Ended unanswered for one of these, a call is a missed call for its callee.
 MISSED_REASONS = frozenset({"timeout", "unavailable", "busy", "cancelled"})
 
@@ -47,6 +48,8 @@ class Call:
     callee_connection: str | None
     offer: str | None
     answer: str | None
+    caller_grace_until: datetime | None
+    callee_grace_until: datetime | None
 
     @property
     def live(self) -> bool:
@@ -121,11 +124,6 @@ class Records:
         )
         return [_call(row) for row in self.db.read(lambda conn: conn.execute(query).all())]
 
-    def ringing_before(self, moment: datetime) -> list[Call]:
-        """Calls still ringing that were invited before ``moment``: ring timeouts whose timer was lost with its process."""
-        query = select(calls).where(calls.c.state == RINGING, calls.c.invited_at < moment)
-        return [_call(row) for row in self.db.read(lambda conn: conn.execute(query).all())]
-
     def answer(self, call_id: str, connection_key: str, sdp: str) -> Call | None:
         """Mark a ringing call answered by this connection; None when it no longer rings (someone else won)."""
         values = {"state": ANSWERED, "answered_at": utcnow(), "callee_connection": connection_key, "offer": None, "answer": sdp}
@@ -137,9 +135,38 @@ class Records:
         values = {"state": ENDED, "ended_at": utcnow(), "end_reason": reason, "ended_by_id": by_id, "offer": None, "answer": None}
         return self._transition(call_id, condition, **values)
 
-    def bind(self, call_id: str, side: str, connection_key: str) -> Call | None:
-        """Bind a live call's ``side`` to a new connection (after a reconnect); None when it has ended."""
-        return self._transition(call_id, calls.c.state != ENDED, **{f"{side}_connection": connection_key})
+    def bind(self, call_id: str, side: str, connection_key: str, now: datetime) -> Call | None:
+        """Bind a live call's ``side`` to a new connection (after a reconnect) and lift its grace deadline.
+
+        None when the call has ended, or when that side's deadline had passed
+        by ``now``: a resume that comes too late loses to the sweep.
+        """
+        grace = calls.c[f"{side}_grace_until"]
+        condition = and_(calls.c.state != ENDED, or_(grace.is_(None), grace > now))
+        return self._transition(call_id, condition, **{f"{side}_connection": connection_key, f"{side}_grace_until": None})
+
+    def start_grace(self, call_id: str, side: str, connection_key: str, until: datetime) -> Call | None:
+        """Give ``side`` until ``until`` to resume, if the call is still bound to ``connection_key`` and has no deadline there yet.
+
+        None when it was not: the side resumed on another connection, the
+        call ended, or another process set the deadline first (the earlier one stands).
+        """
+        condition = and_(
+            calls.c.state != ENDED, calls.c[f"{side}_connection"] == connection_key, calls.c[f"{side}_grace_until"].is_(None)
+        )
+        return self._transition(call_id, condition, **{f"{side}_grace_until": until})
+
+    def end_expired(self, call_id: str, now: datetime) -> Call | None:
+        """End the call as ``disconnected`` if a side's deadline has passed by ``now``, by the side that went (the caller if both did).
+
+        None when no deadline had passed (a resume lifted it) or the call had
+        already ended: of several processes sweeping at once, one ends it.
+        """
+        caller_gone = calls.c.caller_grace_until <= now
+        condition = and_(calls.c.state != ENDED, or_(caller_gone, calls.c.callee_grace_until <= now))
+        gone = case((caller_gone, calls.c.caller_id), else_=calls.c.callee_id)
+        values = {"state": ENDED, "ended_at": now, "end_reason": "disconnected", "ended_by_id": gone, "offer": None, "answer": None}
+        return self._transition(call_id, condition, **values)
 
     def _transition(self, call_id: str, condition: Any, **values: Any) -> Call | None:
         def work(conn: Connection) -> Call | None:

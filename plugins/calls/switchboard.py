@@ -2,8 +2,13 @@
 
 The call record in the database is the truth about a call; every change of
 state is a conditional update that exactly one contender wins (records.py).
-What lives here, per process, is only what cannot be stored: the timers
-(ring timeout, reconnect grace, the echo test's limit) and the echo peers.
+That includes each side's reconnect deadline: a side whose socket drops gets
+one in the row, ``calls.resume`` from any process lifts it, and every
+process's sweep ends a call whose deadline passed — so a drop, a restart or
+a crashed process costs a call nothing as long as its party comes back in
+time. What lives here, per process, is only what cannot be stored: timers
+that end calls on time where this process knows the moment (its rings, its
+sockets' deadlines, the echo test's limit) and the echo peers.
 Messages go through the kernel's realtime service: to the one connection a
 call is bound to (``send_to_connection``), or, while it rings, to every
 connection of the callee.
@@ -15,14 +20,14 @@ import asyncio
 import logging
 from collections.abc import Awaitable, Callable, Coroutine
 from contextvars import ContextVar
-from datetime import timedelta
+from datetime import datetime, timedelta
 from typing import TYPE_CHECKING, Any, Literal, TypeVar, get_args
 
 import anyio.to_thread
 
 from kernel import ApiError, Connection, User, utcnow
 from plugins.calls.echo import EchoPeers
-from plugins.calls.records import ANSWERED, MISSED_REASONS, RINGING, Call, Records, call_json
+from plugins.calls.records import ANSWERED, MISSED_REASONS, RINGING, SIDES, Call, Records, call_json
 from plugins.calls.screening import ECHO, Screening
 from plugins.calls.settings import CallsSettings
 
@@ -35,9 +40,6 @@ T = TypeVar("T")
 
 # The messages a handler puts off until its reply is queued (None outside a handler).
 _put_off: ContextVar[list[Awaitable[None]] | None] = ContextVar("calls_put_off", default=None)
-
-# Stale rings (their timer died with its process) are swept this often.
-SWEEP_SECONDS = 30.0
 
 HangupReason = Literal["hangup", "ice_failed", "media_failed"]
 HANGUP_REASONS: tuple[HangupReason, ...] = get_args(HangupReason)
@@ -71,6 +73,7 @@ class Switchboard:
         self.echo = EchoPeers(settings, on_ended=self._echo_ended)
         self.echo_user: User | None = None
         self._timers: dict[str, asyncio.Task[None]] = {}
+        # Ends a call at a side's deadline, where this process set it; the sweep is the fallback.
         self._grace: dict[tuple[str, str], asyncio.Task[None]] = {}
         self._sweeper: asyncio.Task[None] | None = None
 
@@ -78,15 +81,21 @@ class Switchboard:
 
     async def start(self) -> None:
         self.echo_user = await _run(self.kernel.bot_account, ECHO, "Echo test")
-        if not self.kernel.realtime.crosses_processes:
-            # One process is the whole deployment: calls still live are left from its previous run,
-            # whose sockets, timers and echo peers are gone.
-            for call in await _run(self.records.live_calls_everywhere):
-                await self._end(call.call_id, "disconnected")
+        # The first sweep runs at once: calls left by a process that stopped or died (this one's
+        # previous run, too) get their deadlines, and their parties the grace to resume here.
         self._sweeper = asyncio.create_task(self._sweep(), name="calls-sweeper")
 
     async def stop(self, reason: str) -> None:
-        """End the calls this process holds (``reason``: ``plugin_disabled`` or ``disconnected``) and stop every timer."""
+        """Stop every timer, and leave the calls bound to this process's sockets to be resumed elsewhere.
+
+        ``reason`` ``disconnected`` (the process stops: a deploy, a restart)
+        ends no answered call — its media is peer to peer — but gives each of
+        its sides here a grace deadline, if their sockets' closing has not
+        already; the parties resume on another process or this one's
+        successor, and the sweep there ends what is not resumed in time.
+        ``plugin_disabled`` (the operator switched calls off) ends them.
+        The echo test's calls end either way: their peer lives here.
+        """
         if self._sweeper is not None:
             self._sweeper.cancel()
         for task in [*self._timers.values(), *self._grace.values()]:
@@ -94,39 +103,76 @@ class Switchboard:
         self._timers.clear()
         self._grace.clear()
         prefix = f"{self.kernel.realtime.process_key}."
-        live = await _run(self.records.live_calls_everywhere)
-        for call in live:
-            if any((key or "").startswith(prefix) for key in (call.caller_connection, call.callee_connection)):
-                try:
+        for call in await _run(self.records.live_calls_everywhere):
+            sides = [side for side in SIDES if (getattr(call, f"{side}_connection") or "").startswith(prefix)]
+            if not sides and call.call_id not in self.echo:
+                continue
+            try:
+                if reason != "disconnected" or call.call_id in self.echo:
                     await self._end(call.call_id, reason)
-                except Exception:
-                    logger.exception("ending call %s at shut-down failed", call.call_id)
+                else:
+                    for side in sides:
+                        await self._start_grace(call, side, getattr(call, f"{side}_connection"), timer=False)
+            except Exception:
+                logger.exception("leaving call %s at shut-down failed", call.call_id)
         await self.echo.close_all()
 
     async def _sweep(self) -> None:
-        """Catch what timers lost with their process: rings past their timeout, calls whose party's socket is gone."""
+        """Every ``sweep_seconds``: what no timer of this process covers (see :meth:`sweep`)."""
         while True:
-            await asyncio.sleep(SWEEP_SECONDS)
             try:
-                moment = utcnow() - timedelta(seconds=self.settings.ring_timeout_seconds + SWEEP_SECONDS)
-                for call in await _run(self.records.ringing_before, moment):
-                    await self._end(call.call_id, "timeout", only=RINGING)
-                for call in await _run(self.records.live_calls_everywhere):
-                    if not await self._parties_reachable(call) and (call.call_id, "caller") not in self._grace:
-                        await self._end(call.call_id, "disconnected")
+                await self.sweep()
             except Exception:
-                logger.exception("sweeping stale calls failed")
+                logger.exception("sweeping calls failed")
+            await asyncio.sleep(self.settings.sweep_seconds)
 
-    async def _parties_reachable(self, call: Call) -> bool:
-        """Whether the connections the call is bound to are open in some process (the echo peer counts when ours)."""
-        realtime = self.kernel.realtime
-        bound = [(call.caller_id, call.caller_connection), (call.callee_id, call.callee_connection)]
-        for user_id, key in bound:
-            if key == ECHO_PEER:
+    async def sweep(self) -> None:
+        """End rings past their timeout and calls past a side's grace deadline; give deadlines to sides whose socket is gone.
+
+        Every process runs it; each ending is a conditional update, so of
+        processes sweeping at once exactly one ends a call and tells its
+        parties. A side bound to a socket that no process holds any more (its
+        process was killed before it could say so) gets its deadline here.
+        """
+        now = utcnow()
+        rung_out = now - timedelta(seconds=self.settings.ring_timeout_seconds)
+        for call in await _run(self.records.live_calls_everywhere):
+            if call.state == RINGING and call.invited_at <= rung_out:
+                await self._end(call.call_id, "timeout", only=RINGING)
                 continue
-            if key is not None and not await realtime.is_connection_open(user_id, key):
-                return False
-        return True
+            if any(until is not None and until <= now for until in (call.caller_grace_until, call.callee_grace_until)):
+                await self._end_expired(call.call_id)
+                continue
+            for side in SIDES:
+                key = getattr(call, f"{side}_connection")
+                if key is None or key == ECHO_PEER or getattr(call, f"{side}_grace_until") is not None:
+                    continue
+                if not await self.kernel.realtime.is_connection_open(getattr(call, f"{side}_id"), key):
+                    await self._start_grace(call, side, key)
+
+    async def _start_grace(self, call: Call, side: str, connection_key: str, *, timer: bool = True) -> None:
+        """Give ``side`` of ``call`` ``reconnect_grace_seconds`` to resume, unless it has moved on or has a deadline already.
+
+        ``timer``: also end the call here at the deadline, to the moment (the sweep would, a little later).
+        """
+        until = utcnow() + timedelta(seconds=self.settings.reconnect_grace_seconds)
+        if await _run(self.records.start_grace, call.call_id, side, connection_key, until) is None:
+            return
+        if timer and (call.call_id, side) not in self._grace:
+            self._grace[(call.call_id, side)] = self._task(self._expire_at(call.call_id, side, until))
+
+    async def _expire_at(self, call_id: str, side: str, until: datetime) -> None:
+        # A hair past the deadline: the loop's clock and the wall clock may disagree by a tick.
+        await asyncio.sleep((until - utcnow()).total_seconds() + 0.01)
+        self._grace.pop((call_id, side), None)
+        await self._end_expired(call_id)
+
+    async def _end_expired(self, call_id: str) -> Call | None:
+        """End the call as ``disconnected`` if a side's deadline has passed, and tell the parties."""
+        ended = await _run(self.records.end_expired, call_id, utcnow())
+        if ended is not None:
+            await self._tell_ended(ended)
+        return ended
 
     # Placing a call -------------------------------------------------------------------
 
@@ -309,9 +355,14 @@ class Switchboard:
         call = await self._own_call(connection, call_id)
         side = call.side_of(connection.user.id)
         assert side is not None
+        if call.callee_connection == ECHO_PEER and call_id not in self.echo:
+            # The echo peer lived in a process that is gone (the caller resumes elsewhere): nothing to resume.
+            await self._end(call_id, "disconnected")
+            raise call_ended()
         if side == "caller" or call.state == ANSWERED:
-            rebound = await _run(self.records.bind, call_id, side, connection.key)
+            rebound = await _run(self.records.bind, call_id, side, connection.key, utcnow())
             if rebound is None:
+                await self._end_expired(call_id)  # too late: end it now rather than at the next sweep
                 raise call_ended()
             call = rebound
             grace = self._grace.pop((call_id, side), None)
@@ -333,19 +384,16 @@ class Switchboard:
                     connection.send(await _run(self._incoming, call, caller))
 
     async def disconnected(self, connection: Connection) -> None:
-        """A party's socket dropped: the call waits ``reconnect_grace_seconds`` for a ``calls.resume``."""
-        for call in await _run(self.records.bound_to, connection.key):
-            side = "caller" if call.caller_connection == connection.key else "callee"
-            key = (call.call_id, side)
-            if key not in self._grace and self._sweeper is not None and not self._sweeper.done():
-                self._grace[key] = self._task(self._after_grace(call.call_id, side, connection))
+        """A party's socket dropped: the call waits ``reconnect_grace_seconds`` for a ``calls.resume``, from any process.
 
-    async def _after_grace(self, call_id: str, side: str, connection: Connection) -> None:
-        await asyncio.sleep(self.settings.reconnect_grace_seconds)
-        self._grace.pop((call_id, side), None)
-        call = await _run(self.records.get, call_id)
-        if call is not None and call.live and getattr(call, f"{side}_connection") == connection.key:
-            await self._end(call_id, "disconnected", connection.user.id)
+        While this process stops, its timers are not started: the sweep of the
+        process the party resumes on (or of any other) ends the call if it does not.
+        """
+        stopping = self._sweeper is None or self._sweeper.done()
+        for call in await _run(self.records.bound_to, connection.key):
+            for side in SIDES:
+                if getattr(call, f"{side}_connection") == connection.key:
+                    await self._start_grace(call, side, connection.key, timer=not stopping)
 
     # Ending ----------------------------------------------------------------------------------
 
@@ -367,9 +415,9 @@ class Switchboard:
     async def _tell_ended(self, call: Call) -> None:
         """Tell both parties, stop the call's timers and peer, and note a missed call."""
         self._cancel_timer(call.call_id)
-        for side in ("caller", "callee"):
+        for side in SIDES:
             grace = self._grace.pop((call.call_id, side), None)
-            if grace is not None:
+            if grace is not None and grace is not asyncio.current_task():
                 grace.cancel()
         by = await _run(self.kernel.user_by_id, call.ended_by_id) if call.ended_by_id else None
         message = {"type": "calls.ended", "call_id": call.call_id, "reason": call.end_reason, "by": by.username if by else None}

@@ -8,10 +8,10 @@ import anyio.to_thread
 from pydantic import BaseModel, ConfigDict, Field
 from starlette.datastructures import UploadFile
 from starlette.requests import Request
-from starlette.responses import FileResponse, Response
+from starlette.responses import Response
 from starlette.routing import Route
 
-from kernel import ApiError, JSONResponse, current_user, get_kernel, query_limit, read_json, require_user
+from kernel import ApiError, JSONResponse, current_user, get_kernel, media_response, query_limit, read_json, require_user
 from plugins.feed import actions
 from plugins.feed.actions import feed_of
 from plugins.feed.posts import MAX_ID
@@ -81,14 +81,18 @@ async def upload(request: Request) -> Response:
 
 
 async def media_file(request: Request) -> Response:
-    """``GET /feed/media/{id}``: the file, with its type, for as long as browsers like, in ranges for video."""
+    """``GET /feed/media/{id}``: the file, with its type, for as long as browsers like, in ranges for video.
+
+    Served the same from every storage backend: ETag and Last-Modified, 304 to a current copy, one byte range.
+    """
     kernel = get_kernel(request)
-    found = await anyio.to_thread.run_sync(feed_of(kernel).media.file, current_user(request), request.path_params["media_id"])
-    if found is None or not found[0].exists():
+    library = feed_of(kernel).media
+    found = await anyio.to_thread.run_sync(library.file, current_user(request), request.path_params["media_id"])
+    if found is None:
         raise ApiError(404, "not_found", "There is no such file.")
-    path, mime = found
+    stored, mime = found
     headers = {"Cache-Control": "private, max-age=31536000, immutable", "X-Content-Type-Options": "nosniff", "Content-Disposition": "inline"}
-    return FileResponse(path, media_type=mime, headers=headers)
+    return await media_response(request, library.storage, stored, mime, headers)
 
 
 def _page(answer: Any) -> Response:

@@ -1,12 +1,15 @@
 """Attachments: images and videos, their type read from their content, their size and length measured by PyAV.
 
-An upload is written to a scratch file, sniffed, probed, checked against the
-limits, then moved into storage and recorded; anything that fails on the way
-removes the scratch file, so a refused upload leaves nothing behind.
+An upload is written to a scratch file on this host, sniffed, probed, checked
+against the limits, recorded, then put into the deployment's storage (moved on
+the local disk, copied to the database or a bucket); the scratch file goes
+whatever happens, and the row of a file that could not be stored is deleted
+again, so a refused upload leaves nothing behind.
 """
 
 from __future__ import annotations
 
+import logging
 import os
 import secrets
 import tempfile
@@ -16,9 +19,11 @@ from typing import Any, BinaryIO
 
 from sqlalchemy import Connection, delete, insert, select, update
 
-from kernel import ApiError, Kernel, User, iso, utcnow
+from kernel import ApiError, Kernel, MediaStorage, StoredFile, User, iso, utcnow
 from plugins.feed.models import media
-from plugins.feed.storage import MediaStorage
+from plugins.feed.storage import file_key
+
+logger = logging.getLogger("everything.feed")
 
 LONGVIDEO = "feed.longvideo"
 MAX_ID = 2**31 - 1  # the largest id a row can have; larger ones must not reach the database
@@ -119,19 +124,23 @@ class MediaLibrary:
             ):
                 self.kernel.entitlements.require(owner, LONGVIDEO)
             key = f"{secrets.token_hex(16)}.{kind.extension}"
-            self.storage.put(key, scratch)
-        except BaseException:
-            scratch.unlink(missing_ok=True)
-            raise
-        values = {
-            "owner_id": owner.id, "post_id": None, "kind": kind.kind, "mime": kind.mime, "size": size,
-            "width": found.width, "height": found.height, "duration": found.duration, "storage_key": key, "created_at": utcnow(),
-        }
-        try:
+            values = {
+                "owner_id": owner.id, "post_id": None, "kind": kind.kind, "mime": kind.mime, "size": size,
+                "width": found.width, "height": found.height, "duration": found.duration, "storage_key": key, "created_at": utcnow(),
+            }
+            # The row first: a process dying before the file is stored leaves a row without its file (its owner's
+            # alone, answered 404), never stored bytes that no row names and nothing would ever delete.
             media_id = self.db.write(lambda conn: conn.execute(insert(media).values(**values).returning(media.c.id)).scalar_one())
-        except BaseException:
-            self.storage.delete(key)
-            raise
+            try:
+                self.storage.put(file_key(key), scratch, kind.mime)
+            except BaseException as failure:
+                self.db.write(lambda conn: conn.execute(delete(media).where(media.c.id == media_id)))
+                if isinstance(failure, Exception):
+                    logger.exception("feed: storing an upload in the %s storage failed", self.storage.backend)
+                    raise ApiError(503, "storage_unavailable", "The file could not be stored just now; try again.") from None
+                raise
+        finally:
+            scratch.unlink(missing_ok=True)
         return self.as_json({**values, "id": media_id})
 
     @staticmethod
@@ -172,14 +181,15 @@ class MediaLibrary:
             found.setdefault(row.post_id, []).append(self.as_json(row._mapping))
         return found
 
-    def file(self, viewer: User | None, media_id: int) -> tuple[Path, str] | None:
-        """Where a file is, and its type. An upload not yet in a post is its owner's alone; None for anyone else."""
+    def file(self, viewer: User | None, media_id: int) -> tuple[StoredFile, str] | None:
+        """The stored file and its type; None when it is gone. An upload not yet in a post is its owner's alone; None for anyone else."""
         if not 0 < media_id <= MAX_ID:
             return None
         row = self.db.read(lambda conn: conn.execute(select(media).where(media.c.id == media_id)).first())
         if row is None or (row.post_id is None and (viewer is None or viewer.id != row.owner_id)):
             return None
-        return self.storage.path(row.storage_key), row.mime
+        stored = self.storage.stat(file_key(row.storage_key))
+        return (stored, row.mime) if stored is not None else None
 
     def remove_for_post(self, post_id: int) -> None:
         """Delete a deleted post's files and their rows."""
@@ -187,4 +197,4 @@ class MediaLibrary:
         if rows:
             self.db.write(lambda conn: conn.execute(delete(media).where(media.c.post_id == post_id)))
             for row in rows:
-                self.storage.delete(row.storage_key)
+                self.storage.delete(file_key(row.storage_key))

@@ -21,7 +21,7 @@ from plugins.feed.entities import CASHTAG, HASHTAG, mention_names
 from plugins.feed.media import MAX_ID, MediaLibrary
 from plugins.feed.models import cashtags, hashtags, likes, mentions, posts
 from plugins.feed.settings import FeedSettings
-from plugins.feed.storage import LocalStorage
+from plugins.feed.storage import feed_storage
 
 SHORT_LIMIT = 280
 LONG_LIMIT = 25_000
@@ -55,7 +55,7 @@ class Feed:
         self.kernel = kernel
         self.db = kernel.db
         limits = kernel.plugin_settings("feed") or FeedSettings()
-        self.media = MediaLibrary(kernel, LocalStorage(kernel.settings.data_dir / "media" / "feed"), limits)
+        self.media = MediaLibrary(kernel, feed_storage(kernel), limits)
 
     # Writing ---------------------------------------------------------------------------
 

@@ -51,7 +51,7 @@ class Billing:
         self.subscriptions = Subscriptions(kernel, timedelta(days=settings.grace_days))
         self.checkouts = Checkouts(kernel.db, ledger)
         # Webhooks can be lost: this is what makes a lost renewal or cancellation converge anyway.
-        self.periodic_look = Periodic("payments-billing-look", LOOK_EVERY_SECONDS, self.look)
+        self.periodic_look = Periodic("payments-billing-look", LOOK_EVERY_SECONDS, self.look, locks=kernel.job_locks)
 
     def base_url(self, request_base: str) -> str:
         """The deployment's public address: ``[server] base_url``, else the one the request came to."""

@@ -1,19 +1,24 @@
 """The background task that accrues savings interest every hour while the app serves.
 
 Hourly rather than once at midnight: a process started at any time, or one
-that was down at midnight, catches up within the hour. Running it in every
-process is safe: :meth:`Savings.accrue_interest` pays a day at most once per
-account, whoever runs it.
+that was down at midnight, catches up within the hour. It runs in one process
+of the deployment at a time (its lock); running it twice would still be
+safe: :meth:`Savings.accrue_interest` pays a day at most once per account,
+whoever runs it.
 """
 
 from __future__ import annotations
 
 import logging
+from typing import TYPE_CHECKING
 
 import anyio.to_thread
 
 from kernel import Periodic, utcnow
 from plugins.payments.savings import Savings
+
+if TYPE_CHECKING:
+    from kernel import JobLocks
 
 logger = logging.getLogger(__name__)
 
@@ -23,8 +28,8 @@ INTERVAL_SECONDS = 3600
 class InterestJob(Periodic):
     """Start with :meth:`start` (the plugin's start-up), stop with :meth:`stop` (its shut-down)."""
 
-    def __init__(self, savings: Savings, interval: float = INTERVAL_SECONDS) -> None:
-        super().__init__("payments-interest", interval, self.tick)
+    def __init__(self, savings: Savings, interval: float = INTERVAL_SECONDS, *, locks: JobLocks | None = None) -> None:
+        super().__init__("payments-interest", interval, self.tick, locks=locks)
         self.savings = savings
 
     async def tick(self) -> int:

@@ -12,6 +12,7 @@ and a renewal (which always pays) is the periodic look at a period's end.
 from __future__ import annotations
 
 import calendar
+import hashlib
 import re
 import secrets
 from dataclasses import replace
@@ -73,6 +74,18 @@ def _event_id() -> str:
     return f"evt_sandbox_{secrets.token_hex(12)}"
 
 
+def renewal_event_id(kind: str, subscription_id: str, period_end: datetime | None) -> str:
+    """The id of what happens to a subscription at a period's end: the same in every process that sees it.
+
+    Two processes that both renew one subscription for one period make one
+    event id, and the event is applied once (``payments_billing_events`` is
+    unique on it): one ``invoice.paid`` per renewal, whoever looks.
+    """
+    stamp = period_end.replace(tzinfo=None).isoformat() if period_end is not None else "-"
+    digest = hashlib.sha256(f"{kind}|{subscription_id}|{stamp}".encode()).hexdigest()[:24]
+    return f"evt_sandbox_{digest}"
+
+
 class SandboxBilling:
     """The :class:`plugins.payments.billing.BillingProvider` that needs no account anywhere."""
 
@@ -130,7 +143,7 @@ class SandboxBilling:
     def renewal_event(self, state: SubscriptionState) -> BillingEvent:
         """The event a renewal or an end at the period's end becomes."""
         kind = "customer.subscription.deleted" if state.status == "canceled" else "invoice.paid"
-        return BillingEvent(NAME, _event_id(), kind, state)
+        return BillingEvent(NAME, renewal_event_id(kind, state.subscription_id, state.current_period_end), kind, state)
 
     def change_event(self, state: SubscriptionState) -> BillingEvent:
         """The event a change made on the subscription page becomes."""

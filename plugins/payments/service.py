@@ -30,7 +30,7 @@ class Payments:
         self.requests = PaymentRequests(kernel, settings, self.ledger)
         self.savings = Savings(self.ledger, settings)
         # Started and stopped by the plugin's start-up and shut-down hooks.
-        self.interest_job = InterestJob(self.savings)
+        self.interest_job = InterestJob(self.savings, locks=kernel.job_locks)
 
     async def wallet(self, user: User) -> dict[str, Any]:
         """``{"balance", "currency", "savings"}`` in minor units."""

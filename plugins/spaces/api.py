@@ -8,10 +8,10 @@ from typing import Annotated
 
 from pydantic import BaseModel, ConfigDict, StringConstraints
 from starlette.requests import Request
-from starlette.responses import FileResponse, Response
+from starlette.responses import Response
 from starlette.routing import Route
 
-from kernel import ApiError, JSONResponse, get_kernel, query_limit, read_json, require_user
+from kernel import ApiError, JSONResponse, get_kernel, media_response, query_limit, read_json, require_user
 from plugins.spaces.service import SPACES, Spaces, unknown_space
 
 
@@ -68,9 +68,10 @@ async def listeners(request: Request) -> Response:
 
 async def recording(request: Request) -> Response:
     user = require_user(request)
-    path = await spaces_of(request).recording_file(user, space_id(request), request.path_params["name"])
-    # FileResponse answers Range requests, so a player can seek.
-    return FileResponse(path, media_type="audio/ogg", headers={"Cache-Control": "private, max-age=3600"})
+    spaces = spaces_of(request)
+    stored = await spaces.recording_file(user, space_id(request), request.path_params["name"])
+    # Answered in byte ranges on every storage backend, so a player can seek.
+    return await media_response(request, spaces.recordings.storage, stored, "audio/ogg", {"Cache-Control": "private, max-age=3600"})
 
 
 async def start(request: Request) -> Response:

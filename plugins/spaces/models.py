@@ -2,7 +2,21 @@
 
 from __future__ import annotations
 
-from sqlalchemy import Boolean, Column, DateTime, ForeignKey, Index, Integer, MetaData, String, Table, UniqueConstraint, text
+from sqlalchemy import (
+    BigInteger,
+    Boolean,
+    Column,
+    DateTime,
+    Float,
+    ForeignKey,
+    Index,
+    Integer,
+    MetaData,
+    String,
+    Table,
+    UniqueConstraint,
+    text,
+)
 
 metadata = MetaData()
 
@@ -41,4 +55,19 @@ members = Table(
     # Set while the member is out of the Space (left, removed, or the Space ended).
     Column("left_at", DateTime, nullable=True),
     UniqueConstraint("space_id", "user_id", name="uq_spaces_members_space_user"),
+)
+
+# The finished takes, stored on the deployment's media backend under "<space id>/<name>".
+recordings = Table(
+    "spaces_recordings",
+    metadata,
+    Column("id", Integer, primary_key=True),
+    Column("space_id", Integer, ForeignKey("spaces_spaces.id", ondelete="CASCADE"), nullable=False),
+    # <UTC start, %Y%m%dT%H%M%S>[-<n>].ogg
+    Column("name", String(40), nullable=False),
+    Column("started_at", DateTime, nullable=False),
+    Column("duration_seconds", Float, nullable=True),
+    Column("size", BigInteger, nullable=False),
+    Column("created_at", DateTime, nullable=False),
+    UniqueConstraint("space_id", "name", name="uq_spaces_recordings_space_name"),
 )

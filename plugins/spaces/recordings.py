@@ -1,22 +1,40 @@
-"""Where a Space's recordings live and how they are found again: one folder per Space, one Ogg/Opus file per take.
+"""Where a Space's recordings are written, stored and found again.
 
+A take is written on the disk of the process that mixes the Space, one folder
+per Space, one Ogg/Opus file per take:
 ``<data_dir>/<recordings_dir>/<space id>/<UTC start, %Y%m%dT%H%M%S>.ogg``.
-A take is written as ``….ogg.part`` and renamed when finished
-(:class:`plugins.spaces.mixer.Recorder`), so listing ``*.ogg`` lists only
-whole files. A folder per Space keeps listing one Space's takes a look
-into a small folder, whatever the number of Spaces.
+It is written as ``….ogg.part`` and renamed when finished
+(:class:`plugins.spaces.mixer.Recorder`), so listing ``*.ogg`` lists only whole
+files (:class:`RecordingStore`).
+
+A finished take is then *published* (:class:`RecordingLibrary`): stored on the
+deployment's media backend as ``<space id>/<name>`` and recorded in
+``spaces_recordings``, which every process of every host lists. On the local
+backend the folder above is the storage itself and the file stays where it is;
+on the others the local copy is removed only once its row is written, so a
+failure on the way never loses the only copy: the next listing tries again.
 """
 
 from __future__ import annotations
 
 import functools
+import logging
 import re
+import threading
 import time
+from collections.abc import Callable
 from dataclasses import dataclass
 from datetime import datetime
 from pathlib import Path
 
 import av
+from sqlalchemy import insert, select
+from sqlalchemy.exc import IntegrityError
+
+from kernel import Database, MediaStorage, StoredFile, utcnow
+from plugins.spaces.models import recordings
+
+logger = logging.getLogger("everything.spaces")
 
 NAME = re.compile(r"^(\d{8}T\d{6})(?:-(\d{1,3}))?\.ogg$")
 
@@ -40,14 +58,15 @@ class RecordingStore:
         # started, finished or was removed changes the folder's mtime), not on every join and mute.
         self._listed: dict[int, tuple[int, list[Recording]]] = {}
 
-    def new_path(self, space_id: int, now: datetime) -> Path:
-        """A fresh file name for a take starting ``now`` (a second take within the same second gets a suffix)."""
+    def new_path(self, space_id: int, now: datetime, taken: Callable[[str], bool] = lambda name: False) -> Path:
+        """A fresh file name for a take starting ``now`` (a second take within the same second gets a suffix);
+        ``taken`` says whether a name is in use elsewhere (published, and gone from this disk)."""
         space_folder = self.folder / str(space_id)
         space_folder.mkdir(parents=True, exist_ok=True)
         stamp = now.strftime("%Y%m%dT%H%M%S")
         path = space_folder / f"{stamp}.ogg"
         counter = 1
-        while path.exists() or path.with_name(path.name + ".part").exists():
+        while path.exists() or path.with_name(path.name + ".part").exists() or taken(path.name):
             counter += 1
             path = space_folder / f"{stamp}-{counter}.ogg"
         return path
@@ -94,6 +113,101 @@ class RecordingStore:
             return None
         path = self.folder / str(space_id) / name
         return path if path.is_file() else None
+
+
+class RecordingLibrary:
+    """Every Space's takes: written into a :class:`RecordingStore`, published to the media storage, listed from the database."""
+
+    def __init__(self, db: Database, storage: MediaStorage, folder: Path) -> None:
+        self.db = db
+        self.storage = storage
+        # Where the mixer writes; on the local backend, the storage's own folder.
+        self.takes = RecordingStore(folder)
+        # One publisher at a time in this process: two listings of one Space must not store a take twice.
+        self._publishing = threading.Lock()
+
+    @property
+    def folder(self) -> Path:
+        return self.takes.folder
+
+    def new_path(self, space_id: int, now: datetime) -> Path:
+        """Where the take of ``space_id`` starting ``now`` is written, under a name no take of the Space has yet."""
+        return self.takes.new_path(space_id, now, lambda name: self._row(space_id, name) is not None)
+
+    def _row(self, space_id: int, name: str) -> Recording | None:
+        query = select(recordings).where(recordings.c.space_id == space_id, recordings.c.name == name)
+        row = self.db.read(lambda conn: conn.execute(query).first())
+        return Recording(row.name, row.started_at, row.duration_seconds, row.size) if row is not None else None
+
+    def _published(self, space_id: int) -> list[Recording]:
+        query = select(recordings).where(recordings.c.space_id == space_id).order_by(recordings.c.started_at, recordings.c.id)
+        rows = self.db.read(lambda conn: conn.execute(query).all())
+        return [Recording(row.name, row.started_at, row.duration_seconds, row.size) for row in rows]
+
+    def list(self, space_id: int) -> list[Recording]:
+        """The Space's finished takes, oldest first, from whichever process or host recorded them."""
+        listed = self._published(space_id)
+        here = self.takes.list(space_id)
+        # Takes on this disk not yet listed, or (off the local backend) listed but not yet removed from it.
+        known = {take.name for take in listed}
+        if any(take.name not in known for take in here) or (here and self.storage.backend != "local"):
+            if self.publish(space_id):
+                listed = self._published(space_id)
+        return listed
+
+    def publish(self, space_id: int) -> int:
+        """Store and record the Space's finished takes still on this disk; how many were published now.
+
+        Each take goes: stored, then its row written, then (off the local backend) its local file removed.
+        A failure leaves the local file for the next try; a row another process wrote first counts as done.
+        """
+        published = 0
+        with self._publishing:
+            for take in self.takes.list(space_id):
+                path = self.takes.folder / str(space_id) / take.name
+                try:
+                    if self._row(space_id, take.name) is None:
+                        self.storage.put(f"{space_id}/{take.name}", path, "audio/ogg")
+                        self._record(space_id, take)
+                        published += 1
+                    if self.storage.backend != "local":
+                        path.unlink(missing_ok=True)
+                except FileNotFoundError:
+                    continue  # another process on this disk published it meanwhile
+                except Exception:
+                    logger.exception("spaces: could not publish the take %s of Space %s; it stays on this disk for the next try", take.name, space_id)
+        return published
+
+    def _record(self, space_id: int, take: Recording) -> None:
+        values = {
+            "space_id": space_id,
+            "name": take.name,
+            "started_at": take.started_at,
+            "duration_seconds": take.duration_seconds,
+            "size": take.size,
+            "created_at": utcnow(),
+        }
+        try:
+            self.db.write(lambda conn: conn.execute(insert(recordings).values(**values)))
+        except IntegrityError:
+            if self._row(space_id, take.name) is None:
+                raise
+
+    def publish_all(self) -> int:
+        """Publish every finished take on this disk (those a stop or a crash left before they were stored); how many."""
+        if not self.takes.folder.is_dir():
+            return 0
+        return sum(self.publish(int(folder.name)) for folder in self.takes.folder.iterdir() if folder.is_dir() and folder.name.isdigit())
+
+    def find(self, space_id: int, name: str) -> StoredFile | None:
+        """The stored file of the take ``name`` of the Space; None for a name that is not a published take."""
+        if NAME.fullmatch(name) is None or self._row(space_id, name) is None:
+            return None
+        return self.storage.stat(f"{space_id}/{name}")
+
+    def remove_partial(self) -> int:
+        """Delete the takes a crash left unfinished; how many."""
+        return self.takes.remove_partial()
 
 
 @functools.lru_cache(maxsize=1024)

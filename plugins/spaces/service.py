@@ -18,7 +18,6 @@ import asyncio
 import logging
 from dataclasses import dataclass
 from datetime import UTC, datetime, timedelta
-from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
 import anyio.to_thread
@@ -28,14 +27,14 @@ from kernel import ApiError, Connection, Page, PluginState, User, decode_cursor,
 from plugins.spaces import stage as rules
 from plugins.spaces.aiortc_media import AiortcMedia
 from plugins.spaces.models import members, spaces
-from plugins.spaces.recordings import RecordingStore
+from plugins.spaces.recordings import RecordingLibrary
 from plugins.spaces.settings import SpacesSettings
 from plugins.spaces.stage import LIVE, ON_STAGE, SCHEDULED, Member, Stage, StageError
 
 if TYPE_CHECKING:
     from sqlalchemy.engine import Connection as Db
 
-    from kernel import Kernel
+    from kernel import Kernel, StoredFile
     from plugins.spaces.media import SpacesMedia
 
 logger = logging.getLogger("everything.spaces")
@@ -73,7 +72,8 @@ class Spaces:
         self.settings = settings
         # The embedded media backend; a deployment that outgrows it swaps in an SFU (docs/spaces-scale.md).
         self.media: SpacesMedia = AiortcMedia(on_speaking=self.on_speaking, host_addresses=settings.host_addresses or None)
-        self.recordings = RecordingStore(kernel.settings.data_dir / settings.recordings_dir)
+        folder = kernel.settings.data_dir / settings.recordings_dir
+        self.recordings = RecordingLibrary(kernel.db, kernel.media_storage("spaces", folder), folder)
         # space id -> user id -> the Connection.key carrying that member.
         self.joined: dict[int, dict[int, str]] = {}
         # Connection.key -> (space id, user id).
@@ -278,13 +278,13 @@ class Spaces:
         results = [{"user": self.kernel.user_json(person), "role": rules.LISTENER, "hand_raised": stage.members[person.id].hand_raised} for person in found]
         return Page(results, encode_cursor(page[-1]) if more and page else None)
 
-    async def recording_file(self, viewer: User, space_id: int, name: str) -> Path:
-        """The file of one finished take, for anyone who can see the Space; 404 ``unknown_recording``."""
+    async def recording_file(self, viewer: User, space_id: int, name: str) -> StoredFile:
+        """The stored file of one finished take, for anyone who can see the Space; 404 ``unknown_recording``."""
         await self._visible(viewer, space_id)
-        path = await anyio.to_thread.run_sync(self.recordings.path, space_id, name)
-        if path is None:
+        stored = await anyio.to_thread.run_sync(self.recordings.find, space_id, name)
+        if stored is None:
             raise ApiError(404, "unknown_recording", "This Space has no such recording.")
-        return path
+        return stored
 
     async def _visible(self, viewer: User, space_id: int) -> tuple[Space, Stage]:
         space, stage = await anyio.to_thread.run_sync(self.load, space_id)
@@ -611,7 +611,9 @@ class Spaces:
         left, no Space is recording, and takes a crash left half-written (``.part``) are removed.
 
         Only for a deployment of one process (the in-process bus): with several, the others' members are real.
+        Finished takes still on this disk are published in any deployment.
         """
+        self.recordings.publish_all()
         if self.kernel.realtime.crosses_processes:
             return
         now = utcnow()

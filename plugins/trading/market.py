@@ -90,5 +90,9 @@ class MarketData(Protocol):
     def ticks(self, symbols: Callable[[], Collection[str]], every: float) -> AsyncIterator[list[Quote]]:
         """Real-time quotes, as they come: each batch holds the latest quote of the symbols ``symbols()``
         names at that moment (asked again before every batch, so subscriptions may change), at most one
-        batch every ``every`` seconds. Runs until cancelled."""
+        batch every ``every`` seconds. Runs until cancelled.
+
+        Every server process of a deployment runs its own stream for its own sockets' symbols, and its
+        ticks go to those sockets directly, never over the bus: a provider must answer every process
+        alike (docs/realtime.md, the numbers of bench/quotes.py --servers 2)."""
         ...

@@ -1,8 +1,9 @@
 """The job that fills open orders as prices move and closes day orders at their session's end.
 
-It runs every ``tick_seconds`` in each process; running in several at once
-is safe, since an order fills by a conditional update that only one
-transaction can win (plugins.trading.paper). Whoever's order fills is told
+It runs every ``tick_seconds`` in one process of the deployment at a time
+(its lock); running in several at once would still be safe, since an order
+fills by a conditional update that only one transaction can win
+(plugins.trading.paper). Whoever's order fills is told
 over realtime (``trading.order``) and by a notification.
 """
 
@@ -23,7 +24,7 @@ class Matcher:
     def __init__(self, kernel: Kernel, broker: PaperBroker, every: float) -> None:
         self.kernel = kernel
         self.broker = broker
-        self.job = Periodic("trading-matcher", every, self.run_once)
+        self.job = Periodic("trading-matcher", every, self.run_once, locks=kernel.job_locks)
 
     async def run_once(self) -> list[Fill]:
         """Expire, then match every symbol with open orders, at this moment's prices."""

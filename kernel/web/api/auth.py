@@ -64,7 +64,7 @@ def me_json(kernel: Kernel, user: User) -> dict[str, Any]:
 async def signup(request: Request) -> Response:
     body = await read_json(request, SignupIn)
     kernel = get_kernel(request)
-    user = await kernel.accounts.sign_up(body.username, body.password, body.display_name)
+    user = await kernel.accounts.sign_up(body.username, body.password, body.display_name, client=client_ip(request))
     session = await open_session(request, user)
     return session.set_cookie(JSONResponse(kernel.user_json(user), status_code=201, headers={"X-CSRF-Token": session.csrf_token}))
 

@@ -17,11 +17,20 @@ async def healthz(request: Request) -> Response:
 
 
 async def readyz(request: Request) -> Response:
-    """Ready: the database answers and the plugins have started; 503 otherwise."""
+    """Ready: the database answers, the plugins have started and a configured Redis bus has not been away too long; 503 otherwise.
+
+    The bus is ``in_process`` without Redis; with it ``ok``, ``unreachable``
+    (still ready: local delivery goes on) or, after ``bus.down_after_seconds``, ``down``.
+    """
     kernel = get_kernel(request)
     database = await anyio.to_thread.run_sync(kernel.db.ping)
-    checks = {"database": "ok" if database else "unreachable", "plugins": "started" if kernel.ready else "starting"}
-    ready = database and kernel.ready
+    bus = kernel.realtime.bus.health()
+    checks = {
+        "database": "ok" if database else "unreachable",
+        "plugins": "started" if kernel.ready else "starting",
+        "bus": bus.state,
+    }
+    ready = database and kernel.ready and bus.ready
     return JSONResponse({"status": "ready" if ready else "not_ready", "checks": checks}, status_code=200 if ready else 503)
 
 

@@ -32,10 +32,12 @@ async def signup_page(request: Request) -> Response:
     form = await read_form(request)
     kernel = get_kernel(request)
     try:
-        user = await kernel.accounts.sign_up(form.get("username", ""), form.get("password", ""), form.get("display_name"))
+        user = await kernel.accounts.sign_up(form.get("username", ""), form.get("password", ""), form.get("display_name"), client=client_ip(request))
     except ApiError as error:
         form.pop("password", None)
-        return render(request, "signup.html", {"form": form, "error": error, "next": safe_next(form.get("next"), "")}, status_code=error.status)
+        response = render(request, "signup.html", {"form": form, "error": error, "next": safe_next(form.get("next"), "")}, status_code=error.status)
+        response.headers.update(error.headers)
+        return response
     session = await open_session(request, user)
     return session.set_cookie(redirect(safe_next(form.get("next"), f"/@{user.username}")))
 
