@@ -29,7 +29,6 @@ if TYPE_CHECKING:  # as X: re-exported names, for type checkers
     from kernel.identity import iso as iso
     from kernel.media_storage.base import MediaStorage as MediaStorage
     from kernel.media_storage.base import StoredFile as StoredFile
-    from kernel.media_storage.response import media_response as media_response
     from kernel.pagination import Page as Page
     from kernel.pagination import decode_cursor as decode_cursor
     from kernel.pagination import encode_cursor as encode_cursor
@@ -70,6 +69,7 @@ if TYPE_CHECKING:  # as X: re-exported names, for type checkers
     from kernel.web.requests import read_json as read_json
     from kernel.web.requests import require_user as require_user
     from kernel.web.responses import JSONResponse as JSONResponse
+    from kernel.web.stored_files import media_response as media_response
     from kernel.webrtc.ice import HostAddresses as HostAddresses
     from kernel.webrtc.ice import IceSettings as IceSettings
     from kernel.webrtc.ice import host_addresses as host_addresses
@@ -117,7 +117,7 @@ _EXPORTS: dict[str, str] = {
     "looks_like_sdp": "kernel.webrtc.sdp",
     "Manifest": "kernel.plugin.contract",
     "MediaStorage": "kernel.media_storage.base",
-    "media_response": "kernel.media_storage.response",
+    "media_response": "kernel.web.stored_files",
     "MAX_SDP": "kernel.webrtc.sdp",
     "NavItem": "kernel.plugin.contract",
     "Page": "kernel.pagination",

@@ -10,7 +10,6 @@ holds whoever calls.
 
 from __future__ import annotations
 
-from functools import cached_property
 from typing import TYPE_CHECKING
 
 import anyio
@@ -20,7 +19,6 @@ from kernel.errors import ApiError
 from kernel.identity import User, check_text, check_username, clean_display_name
 from kernel.passwords import hash_password, verify_password
 from kernel.plugin.answers import settle
-from kernel.ratelimit import FailureLimiter
 
 if TYPE_CHECKING:
     from kernel.app import Kernel
@@ -50,22 +48,10 @@ class Accounts:
         # Hashing takes tens of milliseconds of CPU: it gets threads of its own so
         # that a burst of log-ins cannot starve the short database calls.
         self.password_limiter = anyio.CapacityLimiter(2)
-
-    # The limiters are made on first use: the kernel makes its limits (which need the bus) after this service.
-
-    @cached_property
-    def failures_by_username(self) -> FailureLimiter:
-        auth = self.kernel.settings.auth
-        return self.kernel.limits.limiter("login-username", auth.login_failures_per_username, auth.login_window_seconds)
-
-    @cached_property
-    def failures_by_client(self) -> FailureLimiter:
-        auth = self.kernel.settings.auth
-        return self.kernel.limits.limiter("login-client", auth.login_failures_per_client, auth.login_window_seconds)
-
-    @cached_property
-    def signups_by_client(self) -> FailureLimiter:
-        return self.kernel.limits.limiter("signup-client", self.kernel.settings.auth.signups_per_client_per_hour, SIGNUP_WINDOW)
+        auth, limits = kernel.settings.auth, kernel.limits
+        self.failures_by_username = limits.limiter("login-username", auth.login_failures_per_username, auth.login_window_seconds)
+        self.failures_by_client = limits.limiter("login-client", auth.login_failures_per_client, auth.login_window_seconds)
+        self.signups_by_client = limits.limiter("signup-client", auth.signups_per_client_per_hour, SIGNUP_WINDOW)
 
     def check_password_rules(self, password: str, field: str = "password") -> None:
         """422 naming ``field`` when the password is shorter than ``auth.min_password_length``."""

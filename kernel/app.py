@@ -40,7 +40,7 @@ from kernel.plugin.answers import settle
 from kernel.plugin.manager import Hooks, PluginRecord, Plugins, describe_exception
 from kernel.ratelimit import Limits
 from kernel.realtime import revocation
-from kernel.realtime.bus import make_bus
+from kernel.realtime.bus import RedisBus, make_bus
 from kernel.realtime.endpoint import websocket_endpoint
 from kernel.realtime.hub import Hub
 from kernel.settings import Settings, ensure_data_dir, load_settings
@@ -84,6 +84,10 @@ class Kernel:
         reserved = RESERVED_USERNAMES | {name.lower() for name in settings.auth.reserved_usernames} | set(self.plugins.records)
         self.identity = Identity(self.db, settings.auth.session_days, frozenset(reserved))
         self.address_book = AddressBook(self.db, self.identity)
+        # The bus before the accounts: the log-in and sign-up limits count in its Redis, when it is one
+        # (under the deployment's prefix, falling back with its health), and the accounts take their limiters from them.
+        bus = make_bus(settings.bus, self.db)
+        self.limits = Limits(bus if isinstance(bus, RedisBus) else None)
         self.accounts = Accounts(self)
         self.directory = Directory(self)
         # Feed media and Spaces recordings: one backend for the deployment ([media] storage).
@@ -93,9 +97,7 @@ class Kernel:
         self._plugin_state: dict[str, Any] = {}
         # Paths that take bodies over server.max_body_bytes (uploads), and their own limits.
         self.body_limits: dict[str, int] = {}
-        self.realtime = Hub(self, make_bus(settings.bus, self.db))
-        # Log-in and sign-up counts live in Redis, under the deployment's bus prefix, when there is a Redis bus.
-        self.limits = Limits(settings.bus.url, lambda: getattr(self.realtime.bus, "channel", "everything"))
+        self.realtime = Hub(self, bus)
         # Revocations and account changes reach every process at once (kernel/realtime/revocation.py).
         self.identity.announce = self._announcer = revocation.Announcer(self)
         self.entitlements = Entitlements(self)
@@ -272,10 +274,14 @@ class Kernel:
             with contextlib.suppress(asyncio.CancelledError):
                 await self._maintenance
         self._announcer.serve_on(None)
-        await self.realtime.stop()
-        await self.limits.aclose()
+        # The sockets first, while the plugins and the bus still run: they close with 1012, and what their
+        # closing starts (the calls' grace deadlines, presence leaving the bus) is done and published.
+        await self.realtime.drain()
+        # Then the plugins: their periodic jobs stop, and what they end at stop (the echo's calls) still reaches the bus.
         await self.plugins.stop(self)
-        self.job_locks.close()
+        await self.realtime.stop()
+        # In a thread: a periodic job's lock check may hold the locks' guard (and their connection) for seconds.
+        await anyio.to_thread.run_sync(self.job_locks.close)
         self.db.dispose()
 
     async def _maintain(self) -> None:

@@ -100,6 +100,8 @@ def _prepare_workers(args: argparse.Namespace, settings: Settings) -> str:
             if failures:
                 raise SettingsError(f"{failures[0]}; fix it (or take the plugin out of plugins.enabled) before starting workers")
     finally:
+        # What a kernel that never started holds: no Redis (the bus connects, and lends the limits its
+        # client, only when it starts), but the database's pool and the job locks' connection.
         kernel.job_locks.close()
         kernel.db.dispose()
     if args.config:

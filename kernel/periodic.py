@@ -42,11 +42,6 @@ class Periodic:
     def running(self) -> bool:
         return self._task is not None and not self._task.done()
 
-    @property
-    def holds_lock(self) -> bool:
-        """Whether this process ran (or would run) the job at its last turn: always True without ``locks``."""
-        return self.locks is None or self.locks.holds(self.name)
-
     def start(self) -> None:
         """Begin the loop; its first run is now."""
         if not self.running:

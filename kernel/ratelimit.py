@@ -3,9 +3,10 @@
 :class:`FailureLimiter` counts in the process; :class:`RedisLimiter` counts
 in the deployment's Redis, so that every process of a deployment shares one
 count and N processes allow N guesses, not N times as many. :class:`Limits`
-makes the one the settings call for. When Redis fails, a Redis limiter
-counts in the process for a short while rather than refuse everyone, and
-says so in the log.
+makes the one the bus calls for. The Redis limiters use the Redis bus's own
+client and its health: while the bus's probe finds Redis away (or before the
+bus starts, and after it stops) they count in the process rather than refuse
+everyone, and say so in the log.
 """
 
 from __future__ import annotations
@@ -16,8 +17,7 @@ import math
 import secrets
 import time
 from collections import deque
-from collections.abc import Callable
-from typing import TYPE_CHECKING
+from typing import TYPE_CHECKING, Protocol
 
 if TYPE_CHECKING:
     from redis.asyncio import Redis
@@ -25,10 +25,28 @@ if TYPE_CHECKING:
 
 logger = logging.getLogger("everything.ratelimit")
 
-# How long to count in the process after Redis failed, before trying it again.
-FALLBACK_SECONDS = 30.0
 # A log-in waits at most this long on Redis before it is counted in the process instead.
 REDIS_TIMEOUT = 0.5
+
+
+class _Health(Protocol):
+    @property
+    def state(self) -> str: ...
+
+
+class SharedRedis(Protocol):
+    """What the limits use of the Redis bus (kernel.realtime.bus.RedisBus), which this layer does not import."""
+
+    @property
+    def prefix(self) -> str:
+        """The deployment's prefix, under which its keys live; known once the bus has started."""
+
+    @property
+    def redis(self) -> Redis | None:
+        """The bus's client for commands; None unless it is started."""
+
+    def health(self) -> _Health:
+        """``state`` "ok" while the bus's probe finds Redis answering."""
 
 
 class FailureLimiter:
@@ -58,11 +76,6 @@ class FailureLimiter:
             return 0
         return max(1, math.ceil(events[0] + self.window - now))
 
-    async def retry_after(self, key: str) -> int:
-        """Seconds until ``key`` may try again; 0 when it may now."""
-        now = time.monotonic()
-        return self._wait(self._recent(key, now), now)
-
     async def take(self, key: str) -> int:
         """Count one event of ``key`` unless it is at its limit: 0 when counted, else the seconds to wait (nothing counted).
 
@@ -74,10 +87,6 @@ class FailureLimiter:
         if not wait:
             self._events.setdefault(key, deque()).append(now)
         return wait
-
-    async def fail(self, key: str) -> None:
-        """Count one event of ``key``, whatever its count."""
-        self._events.setdefault(key, deque()).append(time.monotonic())
 
     async def reset(self, key: str) -> None:
         """Forget every event of ``key``."""
@@ -92,7 +101,7 @@ class FailureLimiter:
 
 # One script does every operation, so that a check and its count are one step
 # for every process. The window is measured by Redis's clock, which all hosts share.
-# KEYS[1]: the key's sorted set; ARGV: operation, window (ms), limit, a random member suffix.
+# KEYS[1]: the key's sorted set; ARGV: operation ('take', 'forgive' or 'reset'), window (ms), limit, a random member suffix.
 _SCRIPT = """
 local key, operation = KEYS[1], ARGV[1]
 if operation == 'reset' then
@@ -107,12 +116,9 @@ local window, limit = tonumber(ARGV[2]), tonumber(ARGV[3])
 local clock = redis.call('TIME')
 local now = tonumber(clock[1]) * 1000 + math.floor(tonumber(clock[2]) / 1000)
 redis.call('ZREMRANGEBYSCORE', key, '-inf', now - window)
-if operation ~= 'fail' and redis.call('ZCARD', key) >= limit then
+if redis.call('ZCARD', key) >= limit then
   local oldest = redis.call('ZRANGE', key, 0, 0, 'WITHSCORES')
   return math.max(1, math.ceil((tonumber(oldest[2]) + window - now) / 1000))
-end
-if operation == 'check' then
-  return 0
 end
 redis.call('ZADD', key, now, now .. ':' .. ARGV[4])
 redis.call('PEXPIRE', key, window)
@@ -121,49 +127,46 @@ return 0
 
 
 class RedisCounts:
-    """The deployment's Redis as the limiters use it: one client per event loop, and the fallback after a failure.
+    """The deployment's Redis as the limiters use it: the bus's client, under the bus's prefix, and the fallback.
 
     Limiters under one :class:`Limits` share it, so that an outage is noticed
     (and logged) once, and every limiter falls back together.
     """
 
-    def __init__(self, url: str, prefix: Callable[[], str]) -> None:
-        self.url = url
-        self.prefix = prefix
-        self._client: tuple[asyncio.AbstractEventLoop, Redis, AsyncScript] | None = None
-        self._local_until = 0.0
+    def __init__(self, bus: SharedRedis) -> None:
+        self.bus = bus
+        self._script: tuple[Redis, AsyncScript] | None = None
+        self._local = False  # counting in the process; logged when it begins and ends
 
-    def _script(self) -> AsyncScript:
-        import redis.asyncio as redis
-
-        loop = asyncio.get_running_loop()
-        if self._client is None or self._client[0] is not loop:
-            # A client's connections belong to the loop that opened them: a kernel served again on a new loop gets a new one.
-            client = redis.from_url(self.url, socket_timeout=REDIS_TIMEOUT, socket_connect_timeout=REDIS_TIMEOUT)
-            self._client = (loop, client, client.register_script(_SCRIPT))
-        return self._client[2]
+    def _fall_back(self, why: str) -> None:
+        if not self._local:
+            logger.warning("rate limits: %s; counting in this process until Redis answers again", why)
+            self._local = True
 
     async def run(self, name: str, key: str, operation: str, window: float, limit: int) -> int | None:
         """Run one operation on ``key`` of the limiter ``name``; None while Redis is failing (count in the process)."""
-        if time.monotonic() < self._local_until:
+        client = self.bus.redis
+        if client is None:
+            return None  # the bus is not serving (the kernel starts or stops): nothing to share counts with
+        if self.bus.health().state != "ok":
+            self._fall_back("the bus finds Redis away")
             return None
+        if self._script is None or self._script[0] is not client:
+            self._script = (client, client.register_script(_SCRIPT))
         try:
-            script = self._script()
-            answer = await script(keys=[f"{self.prefix()}:limit:{name}:{key}"], args=[operation, int(window * 1000), limit, secrets.token_hex(4)])
+            # The bus's client waits longer (and retries) for its messages; a log-in must not.
+            answer = await asyncio.wait_for(
+                self._script[1](keys=[f"{self.bus.prefix}:limit:{name}:{key}"], args=[operation, int(window * 1000), limit, secrets.token_hex(4)]),
+                REDIS_TIMEOUT,
+            )
         except Exception as exc:  # redis raises its own errors, OSError and timeouts: each means "not now"
-            logger.warning("rate limits: Redis failed (%s); counting in this process for %g s", exc, FALLBACK_SECONDS)
-            self._local_until = time.monotonic() + FALLBACK_SECONDS
+            # Until the bus's probe notices (within a second or so) each count tries Redis again.
+            self._fall_back(f"Redis failed ({str(exc) or type(exc).__name__})")
             return None
-        if self._local_until:
+        if self._local:
             logger.info("rate limits: counting through Redis again")
-            self._local_until = 0.0
+            self._local = False
         return int(answer)
-
-    async def aclose(self) -> None:
-        """Close the client, if one was opened on the running loop."""
-        if self._client is not None and self._client[0] is asyncio.get_running_loop():
-            await self._client[1].aclose()
-        self._client = None
 
 
 class RedisLimiter(FailureLimiter):
@@ -181,17 +184,9 @@ class RedisLimiter(FailureLimiter):
     async def _redis(self, key: str, operation: str) -> int | None:
         return await self.counts.run(self.name, key, operation, self.window, self.limit)
 
-    async def retry_after(self, key: str) -> int:
-        answer = await self._redis(key, "check")
-        return await super().retry_after(key) if answer is None else answer
-
     async def take(self, key: str) -> int:
         answer = await self._redis(key, "take")
         return await super().take(key) if answer is None else answer
-
-    async def fail(self, key: str) -> None:
-        if await self._redis(key, "fail") is None:
-            await super().fail(key)
 
     async def reset(self, key: str) -> None:
         await super().reset(key)
@@ -203,21 +198,15 @@ class RedisLimiter(FailureLimiter):
 
 
 class Limits:
-    """Makes the deployment's limiters: counted in Redis when a Redis bus is configured, else in the process."""
+    """Makes the deployment's limiters: counted in Redis when the deployment has a Redis bus, else in the process."""
 
-    def __init__(self, redis_url: str | None, prefix: Callable[[], str]) -> None:
-        """:param prefix: gives the deployment's bus prefix, under which its counts are kept (one Redis may serve
-        several deployments); asked at each count, since the bus learns it only when it starts."""
-        self.counts = RedisCounts(redis_url, prefix) if redis_url else None
+    def __init__(self, bus: SharedRedis | None) -> None:
+        """:param bus: the Redis bus, if the deployment has one: its Redis, its prefix (one Redis may serve several
+        deployments) and its health. The limits open no connection of their own, and fall back when the bus finds Redis away."""
+        self.counts = RedisCounts(bus) if bus is not None else None
 
     def limiter(self, name: str, limit: int, window: float) -> FailureLimiter:
         """A limiter of ``limit`` events per key within ``window`` seconds; ``name`` keeps its keys apart from other limiters'."""
         if self.counts is None:
             return FailureLimiter(limit, window)
         return RedisLimiter(self.counts, name, limit, window)
-
-    async def aclose(self) -> None:
-        """Release the Redis client, if any."""
-        if self.counts is not None:
-            await self.counts.aclose()
-

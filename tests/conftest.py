@@ -54,6 +54,16 @@ def database_url(request: pytest.FixtureRequest, tmp_path: Path) -> Iterator[str
         yield url
 
 
+@pytest.fixture
+def database() -> Iterator[str | None]:
+    """A PostgreSQL database for a deployment of several processes when the tests have a server, else None (SQLite in the work folder)."""
+    if POSTGRES_URL is None:
+        yield None
+        return
+    with postgres_database(POSTGRES_URL) as url:
+        yield url
+
+
 @contextmanager
 def postgres_database(server_url: str) -> Iterator[str]:
     """A database made on the PostgreSQL server at ``server_url`` for the block, dropped after; yields its URL."""

@@ -20,6 +20,7 @@ its hosts and nginx wrote meanwhile in its report.
 
 from __future__ import annotations
 
+import asyncio
 import json
 import os
 import pwd
@@ -28,10 +29,11 @@ import shutil
 import signal
 import subprocess
 import sys
-from collections.abc import Generator, Iterator, Sequence
-from contextlib import ExitStack, contextmanager
+import time
+from collections.abc import AsyncIterator, Generator, Iterator, Sequence
+from contextlib import ExitStack, asynccontextmanager, contextmanager
 from pathlib import Path
-from typing import Any, Self
+from typing import TYPE_CHECKING, Any, Self
 
 import httpx
 import pytest
@@ -41,6 +43,9 @@ from websockets.sync.client import ClientConnection, connect
 from kernel import RealtimeClient
 from sandbox.testing import Realtime
 from tests.conftest import POSTGRES_URL, REDIS_URL, free_port, postgres_database, serve_env, wait_ready
+
+if TYPE_CHECKING:
+    from plugins.calls.client import Call, CallClient
 
 # Debian puts nginx in /usr/sbin, which a non-root PATH may leave out.
 NGINX = shutil.which("nginx") or shutil.which("nginx", path="/usr/sbin")
@@ -368,6 +373,72 @@ http {{
             if written:
                 parts.append(f"=== {path.relative_to(self.root)} ===\n" + "\n".join(written[-lines:]))
         return "\n".join(parts)
+
+
+# Calls across the hosts --------------------------------------------------------------------
+# tests.test_calls_media is imported where it is used: this module is a pytest plugin, loaded
+# before the test modules, and importing one of them here would keep pytest from rewriting its asserts.
+
+
+@asynccontextmanager
+async def on_two_hosts(deployment: Deployment, caller_token: str, callee_token: str) -> AsyncIterator[tuple[CallClient, CallClient]]:
+    """Calls clients for the owners of the two API tokens, through nginx, their sockets held by different hosts."""
+    from plugins.calls.client import CallClient
+    from tests.test_calls_media import ALICE_TONE, BOBBY_TONE
+
+    async with (
+        CallClient(deployment.url, token=caller_token, host_addresses=["127.0.0.1"], tone_hz=ALICE_TONE) as calling,
+        CallClient(deployment.url, token=callee_token, host_addresses=["127.0.0.1"], tone_hz=BOBBY_TONE) as called,
+    ):
+        for _ in range(4):
+            if deployment.socket_host(called) is not deployment.socket_host(calling):
+                break
+            await called.reconnect()  # round-robin hands the next socket to the other host
+        assert deployment.socket_host(called) is not deployment.socket_host(calling)
+        yield calling, called
+
+
+async def connected(caller: CallClient, callee: CallClient) -> tuple[Call, Call]:
+    """``caller`` calls ``callee``, who answers; both ends once each hears the other."""
+    from tests.test_calls_media import TIMEOUT, heard_audio
+
+    outgoing = await caller.call(callee.username, media="audio")
+    assert outgoing.end_reason is None, f"the call ended at once: {outgoing.end_reason}"
+    incoming = await asyncio.wait_for(callee.incoming.get(), TIMEOUT)
+    await incoming.answer()
+    await outgoing.wait_connected(TIMEOUT)
+    await outgoing.received.wait_for(heard_audio, TIMEOUT)
+    await incoming.received.wait_for(heard_audio, TIMEOUT)
+    return outgoing, incoming
+
+
+async def hears_more(call: Call, seconds: float) -> None:
+    """Until ``call`` has received ``seconds`` more of the other side's audio."""
+    from tests.test_calls_media import SECOND_OF_AUDIO, TIMEOUT
+
+    frames = call.received.audio_frames + round(seconds * SECOND_OF_AUDIO)
+    await call.received.wait_for(lambda media: media.audio_frames >= frames, TIMEOUT + seconds)
+
+
+async def lose_network(client: CallClient) -> None:
+    """Cut ``client``'s socket as a lost network does (no close frame), and keep it offline until it reconnects."""
+    from tests.test_calls_media import TIMEOUT
+
+    client.reconnect_on_drop = False
+    ws = client._ws  # the client offers no way to lose its network on purpose
+    assert ws is not None
+    ws.transport.abort()
+    await asyncio.wait_for(ws.wait_closed(), TIMEOUT)
+
+
+async def until_held_elsewhere(deployment: Deployment, client: CallClient, left: Host) -> None:
+    """Until ``client`` has reconnected, through nginx, to a host other than ``left``."""
+    from tests.test_calls_media import TIMEOUT
+
+    deadline = time.monotonic() + TIMEOUT
+    while client._ws is None or deployment.socket_host(client) is left:
+        assert time.monotonic() < deadline, f"@{client.username} is still on {left} or nowhere after {TIMEOUT:g} s"
+        await asyncio.sleep(0.05)
 
 
 def next_request_away_from(deployment: Deployment, client: httpx.Client, host: Host, probe: str = "/healthz") -> None:

@@ -1,17 +1,26 @@
-"""A private Redis server for the tests that stop and restart it (never the machine's own on 6379)."""
+"""A private Redis server for the tests that stop and restart it (never the machine's own on 6379), and server processes on it."""
 
 from __future__ import annotations
 
+import json
 import shutil
 import subprocess
 import time
 from collections.abc import Callable, Iterator
-from contextlib import contextmanager
+from contextlib import ExitStack, contextmanager
+from pathlib import Path
+from typing import Any
 
-from tests.conftest import free_port
+import websockets.sync.client
+
+from tests.conftest import free_port, serve
 
 REDIS_SERVER = shutil.which("redis-server")
 REDIS_CLI = shutil.which("redis-cli")
+
+# Every process of one deployment signs with the same key, so a token made by one is good on another.
+SECRET = "the-bus-tests-share-this-secret-key-between-processes"
+Socket = websockets.sync.client.ClientConnection
 
 
 class PrivateRedis:
@@ -75,3 +84,26 @@ def until(condition: Callable[[], object], what: str, seconds: float = 30) -> No
     while not condition():
         assert time.monotonic() < deadline, f"{what}: not within {seconds:g} s"
         time.sleep(0.05)
+
+
+def bus_env(redis: PrivateRedis, database: str | None, **settings: str) -> dict[str, str]:
+    """The environment of one `everything serve` of a deployment on ``redis`` and ``database`` (the ``database`` fixture)."""
+    env = {"EVERYTHING_BUS__URL": redis.url, "EVERYTHING_SECRET_KEY": SECRET, **settings}
+    # The first process brings the schema up to date; the embedded database does so by default, others when asked.
+    return {**env, "EVERYTHING_DATABASE__URL": database, "EVERYTHING_DATABASE__AUTO_MIGRATE": "true"} if database else env
+
+
+@contextmanager
+def processes(workdir: Path, *envs: dict[str, str]) -> Iterator[list[str]]:
+    """One `everything serve` per environment, started one after the other (the first migrates); yields their URLs."""
+    with ExitStack() as stack:
+        yield [stack.enter_context(serve(workdir, env)) for env in envs]
+
+
+def next_message(ws: Socket, kind: str, seconds: float = 15) -> dict[str, Any]:
+    """The next message of type ``kind``, past heartbeats and anything else; TimeoutError after ``seconds``."""
+    deadline = time.monotonic() + seconds
+    while True:
+        message = json.loads(ws.recv(timeout=max(0.0, deadline - time.monotonic())))
+        if message["type"] == kind:
+            return message

@@ -10,58 +10,18 @@ from __future__ import annotations
 import json
 import subprocess
 import sys
-import time
-from collections.abc import Iterator
-from contextlib import ExitStack, contextmanager
 from pathlib import Path
 from typing import Any
 
 import httpx
 import pytest
-import websockets.sync.client
 
-from tests.conftest import POSTGRES_URL, postgres_database, serve, serve_env
-from tests.redis_kit import REDIS_SERVER, PrivateRedis, private_redis, until
+from tests.conftest import serve_env
+from tests.redis_kit import REDIS_SERVER, PrivateRedis, bus_env, next_message, private_redis, processes, until
 from tests.test_calls_signaling import ANSWER, OFFER
 from tests.test_realtime import bearer, connect
 
 pytestmark = pytest.mark.skipif(REDIS_SERVER is None, reason="redis-server is not installed (apt-get install redis-server)")
-
-SECRET = "the-bus-tests-share-this-secret-key-between-processes"
-Socket = websockets.sync.client.ClientConnection
-
-
-@pytest.fixture
-def database() -> Iterator[str | None]:
-    """A PostgreSQL database for the deployment when the tests have a server, else None (SQLite in the work folder)."""
-    if POSTGRES_URL is None:
-        yield None
-        return
-    with postgres_database(POSTGRES_URL) as url:
-        yield url
-
-
-def bus_env(redis: PrivateRedis, database: str | None, **settings: str) -> dict[str, str]:
-    env = {"EVERYTHING_BUS__URL": redis.url, "EVERYTHING_SECRET_KEY": SECRET, **settings}
-    # The first process brings the schema up to date; the embedded database does so by default, others when asked.
-    return {**env, "EVERYTHING_DATABASE__URL": database, "EVERYTHING_DATABASE__AUTO_MIGRATE": "true"} if database else env
-
-
-@contextmanager
-def processes(workdir: Path, *envs: dict[str, str]) -> Iterator[list[str]]:
-    """One `everything serve` per environment, started one after the other (the first migrates); yields their URLs."""
-    with ExitStack() as stack:
-        yield [stack.enter_context(serve(workdir, env)) for env in envs]
-
-
-def next_message(ws: Socket, kind: str, seconds: float = 15) -> dict[str, Any]:
-    """The next message of type ``kind``, past heartbeats and anything else; TimeoutError after ``seconds``."""
-    deadline = time.monotonic() + seconds
-    while True:
-        message = json.loads(ws.recv(timeout=max(0.0, deadline - time.monotonic())))
-        if message["type"] == kind:
-            return message
-
 
 def follow(base_url: str, token: str, username: str) -> None:
     response = httpx.put(

@@ -1,177 +1,98 @@
-"""Calls across the processes of one deployment: two `everything serve` hosts on PostgreSQL and Redis, behind nginx.
+"""Calls across two `everything serve` processes whose Redis restarts mid-call.
 
-Each side's reconnect deadline lives in the call row, so that a dropped
-socket, a host stopped for a deploy (SIGTERM) or a host that dies (SIGKILL)
-ends a call only when its party has not come back within the grace —
-whichever host sweeps. The media is peer to peer: it never notices.
+The scenarios of a deployment behind nginx (a drop inside the grace, a host
+stopped or killed mid-call) are in test_deployment.py; this one needs a
+Redis of its own to restart (tests/redis_kit.py). Redis keeps no presence
+across a restart, and a party whose socket never dropped never sends
+``calls.resume``: the call must not take the missing presence for a party
+gone.
 """
 
 from __future__ import annotations
 
-import asyncio
+import json
+import subprocess
+import sys
 import time
-from collections.abc import AsyncIterator, Iterator
-from contextlib import asynccontextmanager
+from pathlib import Path
 
 import httpx
 import pytest
 
-from kernel import ReceivedMedia
-from plugins.calls.client import Call, CallClient
-from tests.conftest import PASSWORD
-from tests.deployment_kit import PRESENCE_SECONDS, RECONNECT_GRACE_SECONDS, Deployment, Host, deployment_marks
-from tests.test_calls_media import ALICE_TONE, BOBBY_TONE, SECOND_OF_AUDIO, TIMEOUT, assert_tone, heard_audio
+from tests.conftest import serve_env
+from tests.redis_kit import REDIS_SERVER, Socket, bus_env, next_message, private_redis, processes, until
+from tests.test_bus import bus_state, follow
+from tests.test_calls_signaling import ANSWER, OFFER
+from tests.test_realtime import bearer, connect
 
-pytestmark = deployment_marks()
+pytestmark = pytest.mark.skipif(REDIS_SERVER is None, reason="redis-server is not installed (apt-get install redis-server)")
 
-CLOSE_SERVICE_RESTART = 1012  # docs/realtime.md: the server is restarting; reconnect at once
+GRACE_SECONDS = 3.0
+SWEEP_SECONDS = 0.5
+HEARTBEAT_SECONDS = 1.0
+SETTINGS = f"""
+[realtime]
+heartbeat_seconds = {HEARTBEAT_SECONDS}
 
-
-@pytest.fixture(scope="module")
-def deployment(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Deployment]:
-    with Deployment(tmp_path_factory.mktemp("calls-processes")) as running:
-        yield running
-
-
-@pytest.fixture(autouse=True)
-def every_host_running(deployment: Deployment) -> None:
-    """Each test starts with both hosts up (one may have been stopped by the test before)."""
-    deployment.start_all()
-    deployment.mark_logs()
+[plugins.calls]
+reconnect_grace_seconds = {GRACE_SECONDS}
+sweep_seconds = {SWEEP_SECONDS}
+"""
 
 
-def ready_to_call(deployment: Deployment, caller: str, callee: str) -> tuple[str, str]:
-    """Sign both up; ``caller`` gets premium (the CLI, over the bus) and ``callee`` follows them. Their API tokens."""
-    tokens = []
-    for username in (caller, callee):
-        with httpx.Client(base_url=deployment.url, trust_env=False, timeout=30) as http:
-            signed = http.post("/api/auth/signup", json={"username": username, "password": PASSWORD})
-            assert signed.status_code == 201, signed.text
-            minted = http.post("/api/auth/tokens", json={"name": "calls test"}, headers={"X-CSRF-Token": signed.headers["X-CSRF-Token"]})
-            assert minted.status_code == 201, minted.text
-            tokens.append(minted.json()["token"])
-    deployment.cli("grant", caller, "premium")
-    with httpx.Client(base_url=deployment.url, trust_env=False, timeout=30) as http:
-        assert http.put(f"/api/users/{caller}/follow", headers={"Authorization": f"Bearer {tokens[1]}"}).status_code == 200
-        allowed: set[str] = set()
-        deadline = time.monotonic() + 20
-        while allowed != {host.name for host in deployment.hosts}:
-            answer = http.get(f"/api/calls/can-call/{callee}", headers={"Authorization": f"Bearer {tokens[0]}"})
-            if answer.status_code == 200 and answer.json()["allowed"]:
-                allowed.add(deployment.host_of(answer).name)
-            assert time.monotonic() < deadline, f"the grant shows only on {sorted(allowed)}: {answer.text}"
-    return tokens[0], tokens[1]
+def no_end_for(sockets: list[Socket], seconds: float) -> None:
+    """Read every socket for ``seconds``: none may hear its call end (each hears heartbeats meanwhile, so each is alive)."""
+    deadline = time.monotonic() + seconds
+    heard = [0] * len(sockets)
+    while (left := deadline - time.monotonic()) > 0:
+        for index, socket in enumerate(sockets):
+            try:
+                message = json.loads(socket.recv(timeout=min(left, 0.1)))
+            except TimeoutError:
+                continue
+            assert message["type"] != "calls.ended", message
+            heard[index] += message["type"] == "kernel.heartbeat"
+    assert all(heard), f"heartbeats heard per socket: {heard}"
 
 
-@asynccontextmanager
-async def on_two_hosts(deployment: Deployment, caller: str, callee: str) -> AsyncIterator[tuple[CallClient, CallClient]]:
-    """Calls clients of ``caller`` and ``callee`` through nginx, their sockets held by different hosts."""
-    caller_token, callee_token = ready_to_call(deployment, caller, callee)
-    async with (
-        CallClient(deployment.url, token=caller_token, host_addresses=["127.0.0.1"], tone_hz=ALICE_TONE) as calling,
-        CallClient(deployment.url, token=callee_token, host_addresses=["127.0.0.1"], tone_hz=BOBBY_TONE) as called,
-    ):
-        for _ in range(4):
-            if deployment.socket_host(called) is not deployment.socket_host(calling):
-                break
-            await called.reconnect()  # round-robin hands the next socket to the other host
-        assert deployment.socket_host(called) is not deployment.socket_host(calling)
-        yield calling, called
+def test_an_answered_call_outlives_a_redis_restart_and_ends_by_hang_up(tmp_path: Path, database: str | None) -> None:
+    (tmp_path / "everything.toml").write_text(SETTINGS)
+    with private_redis() as redis:
+        env = bus_env(redis, database)
+        with processes(tmp_path, env, env) as [first, second]:
+            alice, bob = bearer(first, "alice"), bearer(second, "bob_b")
+            granted = subprocess.run(
+                [sys.executable, "-m", "kernel.cli", "grant", "alice", "premium"],
+                cwd=tmp_path,
+                env={**serve_env(), **env},
+                capture_output=True,
+                text=True,
+            )
+            assert granted.returncode == 0, granted.stderr
+            follow(second, bob, "alice")  # so that alice may call bob
+            until(
+                lambda: httpx.get(
+                    f"{first}/api/calls/can-call/bob_b", headers={"Authorization": f"Bearer {alice}"}, trust_env=False
+                ).json()["allowed"],
+                "alice's grant reaching the first process",
+            )
+            with connect(first, alice) as alice_on_first, connect(second, bob) as bob_on_second:
+                invite = {"type": "calls.invite", "id": 1, "call_id": "c-1", "to": "bob_b", "media": "audio", "sdp": OFFER}
+                alice_on_first.send(json.dumps(invite))
+                assert next_message(alice_on_first, "reply")["ref"] == 1
+                assert next_message(bob_on_second, "calls.incoming")["call_id"] == "c-1"
+                bob_on_second.send(json.dumps({"type": "calls.answer", "id": 2, "call_id": "c-1", "sdp": ANSWER}))
+                assert next_message(alice_on_first, "calls.answered")["call_id"] == "c-1"
 
+                redis.stop()
+                until(lambda: bus_state(first) != "ok" and bus_state(second) != "ok", "both processes noticing that redis is gone")
+                redis.start()  # empty: every socket's presence is gone
+                until(lambda: bus_state(first) == bus_state(second) == "ok", "both processes seeing redis again")
 
-async def connected(caller: CallClient, callee: CallClient) -> tuple[Call, Call]:
-    """``caller`` calls ``callee``, who answers; both ends once each hears the other."""
-    outgoing = await caller.call(callee.username, media="audio")
-    assert outgoing.end_reason is None, f"the call ended at once: {outgoing.end_reason}"
-    incoming = await asyncio.wait_for(callee.incoming.get(), TIMEOUT)
-    await incoming.answer()
-    await outgoing.received.wait_for(heard_audio, TIMEOUT)
-    await incoming.received.wait_for(heard_audio, TIMEOUT)
-    return outgoing, incoming
+                # Longer than the grace, a heartbeat and a few sweeps of each process: a deadline given
+                # for the missing presence would have ended the call by now.
+                no_end_for([alice_on_first, bob_on_second], GRACE_SECONDS + HEARTBEAT_SECONDS + 4 * SWEEP_SECONDS)
 
-
-async def hears_more(call: Call, seconds: float) -> None:
-    """Until ``call`` has received ``seconds`` more of the other side's audio."""
-    frames = call.received.audio_frames + round(seconds * SECOND_OF_AUDIO)
-
-    def enough(media: ReceivedMedia) -> bool:
-        return media.audio_frames >= frames
-
-    await call.received.wait_for(enough, TIMEOUT + seconds)
-
-
-async def lose_network(client: CallClient) -> None:
-    """Cut ``client``'s socket as a lost network does (no close frame), and keep it offline until it reconnects."""
-    client.reconnect_on_drop = False
-    ws = client._ws  # the client offers no way to lose its network on purpose
-    assert ws is not None
-    ws.transport.abort()
-    await asyncio.wait_for(ws.wait_closed(), TIMEOUT)
-
-
-async def until_held_elsewhere(deployment: Deployment, client: CallClient, left: Host) -> None:
-    """Until ``client`` has reconnected, through nginx, to a host other than ``left``."""
-    deadline = time.monotonic() + TIMEOUT
-    while client._ws is None or deployment.socket_host(client) is left:
-        assert time.monotonic() < deadline, f"@{client.username} is still on {left} or nowhere after {TIMEOUT:g} s"
-        await asyncio.sleep(0.05)
-
-
-async def test_a_call_connects_across_two_server_processes(deployment: Deployment) -> None:
-    async with on_two_hosts(deployment, "alice", "bobby") as (alice, bobby):
-        outgoing, incoming = await connected(alice, bobby)
-        assert_tone(incoming.received, ALICE_TONE)
-        assert_tone(outgoing.received, BOBBY_TONE)
-
-        await outgoing.hangup()
-
-        assert await incoming.wait_ended(TIMEOUT) == "hangup"
-
-
-async def test_the_other_hosts_sweep_leaves_a_dropped_caller_the_grace(deployment: Deployment) -> None:
-    async with on_two_hosts(deployment, "carol", "dave") as (carol, dave):
-        outgoing, incoming = await connected(carol, dave)
-
-        await lose_network(carol)
-        # Several sweeps of each host pass while the callee goes on hearing her, peer to peer.
-        await hears_more(incoming, seconds=3)
-        assert incoming.live
-
-        await carol.reconnect()  # calls.resume
-        assert outgoing.live and outgoing.state == "answered"
-        await incoming.hangup()
-        assert await outgoing.wait_ended(TIMEOUT) == "hangup"
-
-
-async def test_a_callee_whose_host_stops_resumes_on_the_other_and_the_call_goes_on(deployment: Deployment) -> None:
-    async with on_two_hosts(deployment, "erin", "frank") as (erin, frank):
-        outgoing, incoming = await connected(erin, frank)
-        stopping, socket = deployment.socket_host(frank), frank._ws
-        assert socket is not None
-
-        deployment.terminate(stopping)
-
-        await until_held_elsewhere(deployment, frank, stopping)
-        assert socket.close_code == CLOSE_SERVICE_RESTART, socket.close_reason
-        await asyncio.to_thread(deployment.wait_exited, stopping)  # the media below flows with that host gone
-        await hears_more(incoming, seconds=1)
-        await hears_more(outgoing, seconds=1)
-        assert outgoing.state == incoming.state == "answered"
-        # The hang-up reaches the callee's new socket: the call was resumed there, not left bound to the stopped host.
-        await outgoing.hangup()
-        assert await incoming.wait_ended(TIMEOUT) == "hangup"
-        assert incoming.ended_by == "erin"
-
-
-async def test_the_calls_of_a_killed_host_end_by_the_other_hosts_sweep_after_the_grace(deployment: Deployment) -> None:
-    async with on_two_hosts(deployment, "gina", "heidi") as (gina, heidi):
-        outgoing, _incoming = await connected(gina, heidi)
-        heidi.reconnect_on_drop = False  # her device went down with the host
-        lost = deployment.socket_host(heidi)
-
-        await asyncio.to_thread(deployment.kill, lost)
-
-        # Nobody is left to say so: her socket stops counting as open after three heartbeats,
-        # then the surviving host's sweep gives her the grace, and ends the call when it runs out.
-        assert await outgoing.wait_ended(TIMEOUT + PRESENCE_SECONDS + RECONNECT_GRACE_SECONDS) == "disconnected"
-        assert outgoing.ended_by == "heidi"
+                bob_on_second.send(json.dumps({"type": "calls.hangup", "id": 3, "call_id": "c-1"}))
+                ended = next_message(alice_on_first, "calls.ended")
+                assert (ended["reason"], ended["by"]) == ("hangup", "bob_b")

@@ -8,6 +8,7 @@ from __future__ import annotations
 
 import time
 from collections.abc import Iterator
+from datetime import timedelta
 from pathlib import Path
 from typing import Any
 
@@ -15,9 +16,12 @@ import pytest
 from starlette.applications import Starlette
 from starlette.testclient import WebSocketTestSession
 
-from kernel import create_app
+from kernel import create_app, utcnow
+from plugins.calls.records import Call
+from plugins.calls.service import CALLS
 from tests.conftest import PASSWORD, UserClient, assert_error, make_operator, make_settings, running, sign_up
 from tests.realtime_kit import ask, connect, receive
+from tests.redis_kit import until
 
 OFFER = "v=0\r\no=- 1 1 IN IP4 127.0.0.1\r\ns=-\r\nt=0 0\r\nm=audio 9 UDP/TLS/RTP/SAVPF 111\r\n"
 ANSWER = OFFER.replace("o=- 1 1", "o=- 2 2")
@@ -55,6 +59,19 @@ def answered_call(caller: WebSocketTestSession, callee: WebSocketTestSession) ->
     invite(caller, "bob_b")
     receive(callee, "calls.incoming")
     ask(callee, {"type": "calls.answer", "call_id": "call-1", "sdp": ANSWER})
+
+
+def stored(app: Starlette, call_id: str = "call-1") -> Call:
+    """The call's row as the database holds it now."""
+    call = CALLS.of(app.state.kernel).records.get(call_id)
+    assert call is not None
+    return call
+
+
+def sweep(app: Starlette, times: int = 1) -> None:
+    """Run the switchboard's sweep ``times`` times, as its background task does every ``sweep_seconds``."""
+    for _ in range(times):
+        app.state.test_portal.call(CALLS.of(app.state.kernel).switchboard.sweep)
 
 
 @pytest.fixture
@@ -329,35 +346,57 @@ def test_a_party_that_stays_disconnected_past_the_grace_period_ends_the_call(tmp
 
 
 def test_a_party_that_resumes_within_the_grace_period_keeps_the_call(tmp_path: Path) -> None:
-    app = calls_app(tmp_path, reconnect_grace_seconds=0.5)
+    # A grace far longer than the resume takes, even on a loaded machine; the deadline itself is what is checked.
+    app = calls_app(tmp_path, reconnect_grace_seconds=5)
     with running(app):
         alice, bob = premium(app, sign_up(app, "alice")), sign_up(app, "bob_b")
         allow_everyone(bob)
         with connect(bob) as callee:
             with connect(alice) as caller:
                 answered_call(caller, callee)
+            until(lambda: stored(app).caller_grace_until is not None, "the caller's drop giving her a deadline")
             with connect(alice) as again:
                 assert ask(again, {"type": "calls.resume", "call_id": "call-1"})["call"]["state"] == "answered"
-                time.sleep(0.8)
+                # No deadline is left to end the call later, whichever process sweeps.
+                assert stored(app).caller_grace_until is None
+                sweep(app)
                 assert alice.get("/api/calls/calls/call-1").json()["state"] == "answered"
                 ask(again, {"type": "calls.candidate", "call_id": "call-1", "candidate": CANDIDATE})
                 assert receive(callee, "calls.candidate")["candidate"] == CANDIDATE
 
 
 def test_a_callee_whose_socket_drops_keeps_the_call_through_every_sweep_and_resumes_it(tmp_path: Path) -> None:
-    app = calls_app(tmp_path, reconnect_grace_seconds=30, sweep_seconds=0.05)
+    app = calls_app(tmp_path, reconnect_grace_seconds=30)
     with running(app):
         alice, bob = premium(app, sign_up(app, "alice")), sign_up(app, "bob_b")
         allow_everyone(bob)
         with connect(alice) as caller:
             with connect(bob) as callee:
                 answered_call(caller, callee)
-            time.sleep(0.5)  # ten sweeps, inside the grace: none may take the callee's absence for the end
+            until(lambda: stored(app).callee_grace_until is not None, "the callee's drop giving her a deadline")
+            sweep(app, times=10)  # inside the grace: none may take the callee's absence for the end
             assert alice.get("/api/calls/calls/call-1").json()["state"] == "answered"
             with connect(bob) as again:
                 assert ask(again, {"type": "calls.resume", "call_id": "call-1"})["call"]["state"] == "answered"
                 ask(caller, {"type": "calls.candidate", "call_id": "call-1", "candidate": CANDIDATE})
                 assert receive(again, "calls.candidate")["candidate"] == CANDIDATE
+
+
+def test_the_sweep_lifts_a_deadline_from_a_party_whose_socket_is_open_here(app: Starlette, alice: UserClient, bob: UserClient) -> None:
+    # Such a deadline comes from Redis having lost the socket's presence (a restart): a party whose
+    # socket never dropped sends no calls.resume, so without the sweep the call would end under it.
+    with connect(alice) as caller, connect(bob) as callee:
+        answered_call(caller, callee)
+        call = stored(app)
+        assert call.callee_connection is not None
+        records = CALLS.of(app.state.kernel).records
+        assert records.start_grace("call-1", "callee", call.callee_connection, utcnow() + timedelta(seconds=30)) is not None
+
+        sweep(app)
+
+        assert stored(app).callee_grace_until is None
+        ask(callee, {"type": "calls.hangup", "call_id": "call-1"})
+        assert receive(caller, "calls.ended")["reason"] == "hangup"
 
 
 def test_an_answered_call_outlives_a_restart_of_a_one_process_deployment(tmp_path: Path) -> None:

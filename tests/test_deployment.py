@@ -14,28 +14,31 @@ from __future__ import annotations
 
 import asyncio
 import time
-from collections.abc import AsyncIterator, Callable, Iterator
-from contextlib import ExitStack, asynccontextmanager
+from collections.abc import Callable, Iterator
+from contextlib import ExitStack
 from dataclasses import dataclass
 
 import httpx
 import pytest
 from websockets.exceptions import ConnectionClosed
 
-from kernel import ReceivedMedia
-from plugins.calls.client import Call, CallClient
 from sandbox.testing import Realtime
 from tests.conftest import PASSWORD
 from tests.deployment_kit import (
+    HEARTBEAT_SECONDS,
     PRESENCE_SECONDS,
     RECONNECT_GRACE_SECONDS,
     Deployment,
-    Host,
+    connected,
     deployment_marks,
+    hears_more,
+    lose_network,
     next_request_away_from,
+    on_two_hosts,
+    until_held_elsewhere,
 )
 from tests.media_samples import PNG
-from tests.test_calls_media import ALICE_TONE, BOBBY_TONE, SECOND_OF_AUDIO, TIMEOUT, assert_tone, heard_audio
+from tests.test_calls_media import ALICE_TONE, BOBBY_TONE, TIMEOUT, assert_tone
 from tests.test_pages import csrf_of
 
 pytestmark = deployment_marks()
@@ -328,18 +331,13 @@ def closes_by(socket: Realtime, deadline: float) -> int | None:
 
 
 # Calls ------------------------------------------------------------------------------------------
+# Each side's reconnect deadline lives in the call row, so that a dropped socket, a host stopped for a
+# deploy (SIGTERM) or a host that dies (SIGKILL) ends a call only when its party has not come back
+# within the grace, whichever host sweeps. The media is peer to peer: it never notices.
 
 
-@dataclass
-class Pair:
-    """Two calls clients connected through nginx, each socket on its own host."""
-
-    caller: CallClient
-    callee: CallClient
-
-
-def ready_to_call(deployment: Deployment, sign_up: SignUp, operator: Person, caller: str, callee: str) -> tuple[Person, Person]:
-    """``caller`` holds premium and ``callee`` follows them, which lets them through his default call settings."""
+def ready_to_call(deployment: Deployment, sign_up: SignUp, operator: Person, caller: str, callee: str) -> tuple[str, str]:
+    """``caller`` holds premium and ``callee`` follows them, which lets them through his default call settings; their API tokens."""
     first, second = sign_up(caller), sign_up(callee)
     assert operator.http.post(f"/api/admin/users/{caller}/grants", json={"plan": "premium"}).status_code == 201
     assert second.http.put(f"/api/users/{caller}/follow").status_code == 200
@@ -348,50 +346,12 @@ def ready_to_call(deployment: Deployment, sign_up: SignUp, operator: Person, cal
         lambda: first.http.get(f"/api/calls/can-call/{callee}"),
         lambda answer: answer.status_code == 200 and answer.json()["allowed"],
     )
-    return first, second
-
-
-@asynccontextmanager
-async def on_two_hosts(deployment: Deployment, caller: Person, callee: Person) -> AsyncIterator[Pair]:
-    """Calls clients for both, through nginx, their sockets held by different hosts."""
-    async with (
-        CallClient(deployment.url, token=caller.token, host_addresses=["127.0.0.1"], tone_hz=ALICE_TONE) as calling,
-        CallClient(deployment.url, token=callee.token, host_addresses=["127.0.0.1"], tone_hz=BOBBY_TONE) as called,
-    ):
-        for _ in range(4):
-            if deployment.socket_host(called) is not deployment.socket_host(calling):
-                break
-            await called.reconnect()  # round-robin hands the next socket to the other host
-        assert deployment.socket_host(called) is not deployment.socket_host(calling)
-        yield Pair(calling, called)
-
-
-async def connected(pair: Pair) -> tuple[Call, Call]:
-    """The caller calls, the callee answers; both ends once each hears the other."""
-    outgoing = await pair.caller.call(pair.callee.username, media="audio")
-    assert outgoing.end_reason is None, f"the call ended at once: {outgoing.end_reason}"
-    incoming = await asyncio.wait_for(pair.callee.incoming.get(), TIMEOUT)
-    await incoming.answer()
-    await outgoing.wait_connected(TIMEOUT)
-    await outgoing.received.wait_for(heard_audio, TIMEOUT)
-    await incoming.received.wait_for(heard_audio, TIMEOUT)
-    return outgoing, incoming
-
-
-async def hears_more(call: Call, seconds: float) -> None:
-    """Until ``call`` has received ``seconds`` more of the other side's audio."""
-    frames = call.received.audio_frames + round(seconds * SECOND_OF_AUDIO)
-
-    def enough(media: ReceivedMedia) -> bool:
-        return media.audio_frames >= frames
-
-    await call.received.wait_for(enough, TIMEOUT + seconds)
+    return first.token, second.token
 
 
 async def test_a_call_carries_media_between_users_on_different_hosts(deployment: Deployment, sign_up: SignUp, operator: Person) -> None:
-    olga, petr = ready_to_call(deployment, sign_up, operator, "olga", "petr")
-    async with on_two_hosts(deployment, olga, petr) as pair:
-        outgoing, incoming = await connected(pair)
+    async with on_two_hosts(deployment, *ready_to_call(deployment, sign_up, operator, "olga", "petr")) as (olga, petr):
+        outgoing, incoming = await connected(olga, petr)
         assert_tone(outgoing.received, BOBBY_TONE)
         assert_tone(incoming.received, ALICE_TONE)
 
@@ -404,17 +364,15 @@ async def test_a_call_carries_media_between_users_on_different_hosts(deployment:
 async def test_a_callee_who_drops_inside_the_grace_resumes_and_the_call_goes_on(
     deployment: Deployment, sign_up: SignUp, operator: Person
 ) -> None:
-    quinn, rosa = ready_to_call(deployment, sign_up, operator, "quinn", "rosa")
-    async with on_two_hosts(deployment, quinn, rosa) as pair:
-        outgoing, incoming = await connected(pair)
+    async with on_two_hosts(deployment, *ready_to_call(deployment, sign_up, operator, "quinn", "rosa")) as (quinn, rosa):
+        outgoing, incoming = await connected(quinn, rosa)
 
-        pair.callee.reconnect_on_drop = False
-        await drop_socket(pair.callee)
+        await lose_network(rosa)
         # The media is peer-to-peer: while her socket is gone the caller still hears her, for several sweeps of either host.
         await hears_more(outgoing, seconds=3)
         assert outgoing.live and incoming.live
-        pair.callee.reconnect_on_drop = True
-        await pair.callee.reconnect()
+        rosa.reconnect_on_drop = True
+        await rosa.reconnect()  # calls.resume
 
         assert incoming.live and incoming.state == "answered"
         await hears_more(incoming, seconds=1)
@@ -423,54 +381,40 @@ async def test_a_callee_who_drops_inside_the_grace_resumes_and_the_call_goes_on(
         assert await incoming.wait_ended(TIMEOUT) == "hangup"
 
 
-async def drop_socket(client: CallClient) -> None:
-    """Cut ``client``'s socket as a lost network does: no close frame, the connection just ends."""
-    ws = client._ws  # the client offers no way to lose its network on purpose
-    assert ws is not None
-    ws.transport.abort()
-    await asyncio.wait_for(ws.wait_closed(), TIMEOUT)
-
-
 async def test_a_party_whose_host_stops_moves_to_the_other_host_and_the_call_goes_on(
     deployment: Deployment, sign_up: SignUp, operator: Person
 ) -> None:
-    sven, tara = ready_to_call(deployment, sign_up, operator, "sven", "tara")
-    async with on_two_hosts(deployment, sven, tara) as pair:
-        outgoing, incoming = await connected(pair)
-        stopping, socket = deployment.socket_host(pair.callee), pair.callee._ws
+    async with on_two_hosts(deployment, *ready_to_call(deployment, sign_up, operator, "sven", "tara")) as (sven, tara):
+        outgoing, incoming = await connected(sven, tara)
+        stopping, socket = deployment.socket_host(tara), tara._ws
         assert socket is not None
 
         deployment.terminate(stopping)
 
-        await until_held_elsewhere(deployment, pair.callee, stopping)
+        await until_held_elsewhere(deployment, tara, stopping)
         assert socket.close_code == CLOSE_SERVICE_RESTART, socket.close_reason
-        await asyncio.to_thread(deployment.wait_exited, stopping)
+        await asyncio.to_thread(deployment.wait_exited, stopping)  # the media below flows with that host gone
         await hears_more(incoming, seconds=1)
         await hears_more(outgoing, seconds=1)
         assert outgoing.state == incoming.state == "answered"
+        # The hang-up reaches the caller's socket from the callee's new one: the call was resumed there.
         await incoming.hangup()
         assert await outgoing.wait_ended(TIMEOUT) == "hangup"
         assert outgoing.ended_by == "tara"
 
 
-async def until_held_elsewhere(deployment: Deployment, client: CallClient, left: Host) -> None:
-    """Until ``client`` has reconnected, through nginx, to a host other than ``left``."""
-    deadline = time.monotonic() + TIMEOUT
-    while client._ws is None or deployment.socket_host(client) is left:
-        assert time.monotonic() < deadline, f"@{client.username} is still on {left} or nowhere after {TIMEOUT:g} s"
-        await asyncio.sleep(0.05)
-
-
 async def test_a_call_whose_party_is_lost_with_a_killed_host_ends_after_the_grace(
     deployment: Deployment, sign_up: SignUp, operator: Person
 ) -> None:
-    umar, vito = ready_to_call(deployment, sign_up, operator, "umar", "vito")
-    async with on_two_hosts(deployment, umar, vito) as pair:
-        outgoing, _incoming = await connected(pair)
-        pair.callee.reconnect_on_drop = False  # gone for good: the callee's device went down with the host
-        lost = deployment.socket_host(pair.callee)
+    async with on_two_hosts(deployment, *ready_to_call(deployment, sign_up, operator, "umar", "vito")) as (umar, vito):
+        outgoing, _incoming = await connected(umar, vito)
+        vito.reconnect_on_drop = False  # gone for good: the callee's device went down with the host
+        lost = deployment.socket_host(vito)
 
         await asyncio.to_thread(deployment.kill, lost)
 
-        # Nobody is left to say so: once the callee's presence lapses, the surviving host's sweep gives her the grace, then ends it.
-        assert await outgoing.wait_ended(TIMEOUT + PRESENCE_SECONDS + RECONNECT_GRACE_SECONDS) == "disconnected"
+        # Nobody is left to say so: once the callee's presence lapses and a second sweep a heartbeat later
+        # confirms it, the surviving host's sweep gives him the grace, then ends the call.
+        within = TIMEOUT + PRESENCE_SECONDS + HEARTBEAT_SECONDS + RECONNECT_GRACE_SECONDS
+        assert await outgoing.wait_ended(within) == "disconnected"
+        assert outgoing.ended_by == "vito"

@@ -12,18 +12,15 @@ gone, a process keeps letting people in, counting in itself meanwhile.
 from __future__ import annotations
 
 import itertools
-import shutil
-import subprocess
-import time
 from collections.abc import Iterator
 from pathlib import Path
 
 import httpx
 import pytest
-import redis
 
-from tests.conftest import PASSWORD, free_port
+from tests.conftest import PASSWORD
 from tests.deployment_kit import Deployment, Host, deployment_marks
+from tests.redis_kit import REDIS_SERVER, private_redis
 from tests.test_pages import csrf_of
 
 pytestmark = deployment_marks()
@@ -31,7 +28,6 @@ pytestmark = deployment_marks()
 FAILURES_PER_USERNAME = 3
 FAILURES_PER_CLIENT = 5
 SIGNUPS_PER_CLIENT = 3
-REDIS_SERVER = shutil.which("redis-server")
 
 _addresses = (f"10.9.0.{number}" for number in itertools.count(1))
 
@@ -153,38 +149,12 @@ def test_sign_ups_through_the_page_count_with_those_through_the_api(hosts: list[
 # Redis gone ------------------------------------------------------------------------------------------
 
 
-@pytest.fixture
-def own_redis() -> Iterator[tuple[str, subprocess.Popen[bytes]]]:
-    """A Redis server of this test's own, which it may stop: its URL and process."""
-    if REDIS_SERVER is None:
-        pytest.skip("redis-server is not installed")
-    port = free_port()
-    process = subprocess.Popen([REDIS_SERVER, "--port", str(port), "--save", "", "--appendonly", "no"], stdout=subprocess.DEVNULL)
-    url = f"redis://127.0.0.1:{port}/0"
-    try:
-        deadline = time.monotonic() + 10
-        while True:
-            try:
-                redis.Redis.from_url(url).ping()
-                break
-            except redis.ConnectionError:
-                assert time.monotonic() < deadline, "redis-server did not answer within 10 s"
-                time.sleep(0.05)
-        yield url, process
-    finally:
-        process.kill()
-        process.wait()
-
-
-def test_with_redis_unreachable_log_ins_still_work_and_failures_are_counted_in_the_process(
-    tmp_path: Path, own_redis: tuple[str, subprocess.Popen[bytes]]
-) -> None:
-    url, redis_process = own_redis
-    with LimitedDeployment(tmp_path, hosts=1, bus_url=url) as deployment:
+@pytest.mark.skipif(REDIS_SERVER is None, reason="redis-server is not installed")
+def test_with_redis_unreachable_log_ins_still_work_and_failures_are_counted_in_the_process(tmp_path: Path) -> None:
+    with private_redis() as redis, LimitedDeployment(tmp_path, hosts=1, bus_url=redis.url) as deployment:
         (host,) = deployment.hosts
         assert sign_up(host, "steady", next(_addresses)).status_code == 201
-        redis_process.kill()
-        redis_process.wait()
+        redis.stop()
 
         assert log_in(host, "steady", PASSWORD, next(_addresses)).status_code == 200
 

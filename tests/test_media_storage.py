@@ -34,6 +34,7 @@ from plugins.spaces.service import SPACES
 from tests import s3_server
 from tests.conftest import POSTGRES_URL, UserClient, assert_error, make_settings, running, serve_env, serve_process, sign_up
 from tests.media_samples import MP4, PNG
+from tests.redis_kit import until
 from tests.test_settings import everything
 from tests.test_spaces_pages import write_silence
 
@@ -199,6 +200,19 @@ def test_a_file_of_several_chunks_reads_back_in_any_range_and_is_replaced_whole(
         storage.read_bytes("ab/big.bin")
 
 
+def test_a_read_of_a_version_since_replaced_finds_no_file(app: Starlette, tmp_path: Path) -> None:
+    """What the server answers with a lookup's length and ETag, it reads only from that version."""
+    storage = app.state.kernel.media_storage("tests")
+    source = tmp_path / "file.bin"
+    source.write_bytes(b"the first version")
+    first = storage.put("ab/file.bin", source, "application/octet-stream")
+    source.write_bytes(b"the second, longer version")
+    second = storage.put("ab/file.bin", source, "application/octet-stream")
+    with pytest.raises(FileNotFoundError):
+        b"".join(storage.read("ab/file.bin", 0, first.size, etag=first.etag))
+    assert b"".join(storage.read("ab/file.bin", 4, 10, etag=second.etag)) == b"second"
+
+
 @pytest.mark.parametrize("key", ["../secret", "/etc/passwd", "a//b", ".hidden", "a/../b", ""])
 def test_a_key_never_leaves_its_plugin_s_storage(app: Starlette, key: str) -> None:
     storage = app.state.kernel.media_storage("tests")
@@ -227,6 +241,15 @@ def test_an_upload_a_crash_left_unfinished_is_swept(app: Starlette, backend: Bac
         assert kernel.db.read(lambda conn: conn.execute(select(func.count()).select_from(stored_file_chunks)).scalar_one()) == 0
 
 
+def test_a_scratch_file_a_kill_left_behind_is_swept_on_every_backend(app: Starlette) -> None:
+    storage = app.state.kernel.media_storage("tests")
+    (storage.scratch() / "upload-killed").write_bytes(b"half")
+    os.utime(storage.scratch() / "upload-killed", (0, 0))
+    (storage.scratch() / "upload-in-progress").write_bytes(b"still coming")
+    assert storage.sweep(timedelta(hours=1)) == 1
+    assert [path.name for path in storage.scratch().iterdir()] == ["upload-in-progress"]
+
+
 @pytest.mark.parametrize(
     ("env", "named"),
     [
@@ -243,6 +266,33 @@ def test_bad_media_settings_stop_with_one_line_naming_the_key(env: dict[str, str
 
 
 # Recordings of Spaces ----------------------------------------------------------------------
+
+
+def test_a_take_is_listed_once_published_and_listing_stores_nothing(app: Starlette) -> None:
+    alice = sign_up(app, "alice")
+    space = alice.post("/api/spaces", json={"title": "Taped"}).json()
+    library = SPACES.of(app.state.kernel).recordings
+    take = library.new_path(space["id"], datetime(2026, 11, 21, 15, 2, 0))
+    write_silence(take, seconds=2)
+    assert alice.get(f"/api/spaces/{space['id']}").json()["recordings"] == []
+    assert library.list(space["id"]) == [] and take.is_file()
+    assert library.publish(space["id"]) == 1
+    [listed] = alice.get(f"/api/spaces/{space['id']}").json()["recordings"]
+    assert listed["name"] == take.name and listed["duration_seconds"] == 2.0
+
+
+def test_a_take_left_on_disk_at_a_stop_is_published_after_the_next_start(tmp_path: Path, database_url: str | None, backend: Backend) -> None:
+    settings = make_settings(tmp_path / "data", database_url, media=backend.settings)
+    before = create_app(settings)
+    with running(before):
+        space = sign_up(before, "alice").post("/api/spaces", json={"title": "Taped"}).json()
+        take = SPACES.of(before.state.kernel).recordings.new_path(space["id"], datetime(2026, 11, 21, 15, 2, 0))
+    write_silence(take, seconds=2)  # finished as the process stopped, before it was published
+    after = create_app(settings)
+    with running(after):
+        library = SPACES.of(after.state.kernel).recordings
+        until(lambda: library.list(space["id"]), "the leftover take is published")
+        assert [listed.name for listed in library.list(space["id"])] == [take.name]
 
 
 def test_a_take_whose_row_cannot_be_written_stays_on_disk(app: Starlette, backend: Backend) -> None:
@@ -327,8 +377,11 @@ def test_a_take_recorded_on_one_host_is_listed_and_played_through_another(
         take = SPACES.of(apps[0].state.kernel).recordings.new_path(space["id"], datetime(2026, 11, 21, 15, 2, 0))
         write_silence(take, seconds=3)
         sound = take.read_bytes()
-        [on_a] = alice.get(f"/api/spaces/{space['id']}").json()["recordings"]
+        # What A's recorder does when it finishes a take; B lists it with no help from A.
+        apps[0].state.test_portal.call(SPACES.of(apps[0].state.kernel).on_recorded, space["id"], take)
+        until(lambda: bob.get(f"/api/spaces/{space['id']}").json()["recordings"], "host B lists the take")
         assert not take.exists()  # stored in the shared storage, so A's disk no longer holds it
+        [on_a] = alice.get(f"/api/spaces/{space['id']}").json()["recordings"]
         [on_b] = bob.get(f"/api/spaces/{space['id']}").json()["recordings"]
         assert on_b == on_a and on_b["duration_seconds"] == 3.0
         played = bob.get(on_b["url"])

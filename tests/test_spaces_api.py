@@ -12,6 +12,7 @@ from starlette.applications import Starlette
 
 from kernel import create_app
 from tests.conftest import UserClient, assert_error, make_settings, running, sign_up
+from tests.redis_kit import until
 
 
 @pytest.fixture
@@ -214,7 +215,9 @@ def test_a_scheduled_space_asked_to_record_is_recorded_from_its_start(app: Starl
     time.sleep(1.0)
     ended = alice.post(f"/api/spaces/{space['id']}/end").json()
     assert ended["recording"] is False
-    [take] = ended["recordings"]
+    # The take ending the Space finished is published in the background: the Space lists it soon after.
+    until(lambda: alice.get(f"/api/spaces/{space['id']}").json()["recordings"], "the take is listed")
+    [take] = alice.get(f"/api/spaces/{space['id']}").json()["recordings"]
     assert take["duration_seconds"] is not None and take["duration_seconds"] > 0
     assert alice.get(take["url"]).headers["content-type"] == "audio/ogg"
 

@@ -257,6 +257,7 @@ def test_an_ended_space_offers_its_recordings(app: Starlette, alice: UserClient,
     store = SPACES.of(app.state.kernel).recordings
     take = store.new_path(space["id"], datetime(2026, 11, 21, 15, 2, 0))
     write_silence(take, seconds=95)
+    store.publish(space["id"])  # what the recorder's finish starts
     text = page(bob, f"/spaces/{space['id']}")
     assert f'<audio controls preload="none" src="/api/spaces/{space["id"]}/recordings/{take.name}"' in text
     assert "Recording 1 · 1:35" in text

@@ -5,6 +5,9 @@ from __future__ import annotations
 from datetime import datetime
 from pathlib import Path
 
+import numpy as np
+
+from plugins.spaces.mixer import SAMPLES, Mixer
 from plugins.spaces.recordings import RecordingStore
 
 NOON = datetime(2026, 11, 21, 12, 0, 0)
@@ -51,3 +54,16 @@ def test_unfinished_takes_are_removed_after_a_crash(tmp_path: Path) -> None:
     kept.with_name("20261121T130000.ogg.part").write_bytes(b"half")
     assert store.remove_partial() == 1
     assert [p.name for p in (tmp_path / "7").iterdir()] == [kept.name]
+
+
+def test_the_mixer_hands_over_each_take_once_it_is_whole_under_its_name(tmp_path: Path) -> None:
+    """What the media backend tells the service, which then publishes the take."""
+    mixer = Mixer()
+    path = RecordingStore(tmp_path).new_path(7, NOON)
+    mixer.start_recording(path)
+    for _ in range(5):
+        mixer.tick({1: np.zeros(SAMPLES, dtype=np.int16)})
+    assert mixer.take_finished() == []  # still being written, as .part
+    mixer.stop_recording()
+    assert mixer.take_finished() == [path] and path.is_file()
+    assert mixer.take_finished() == []

@@ -135,6 +135,9 @@ async def test_a_recording_is_playable_from_the_space_once_it_ends(clients: dict
     await alice.request({"type": "spaces.record", "on": True})
     await carol.wait_for(lambda client: bool(client.space and client.space["recording"]))
     await asyncio.sleep(2.0)
+    await alice.request({"type": "spaces.record", "on": False})
+    # Published in the background once the recorder finishes it; those in the Space are told.
+    await carol.wait_for(lambda client: bool(client.space and client.space["recordings"]), TIMEOUT)
     await alice.api("POST", f"/api/spaces/{space['id']}/end")
 
     ended = await carol.api("GET", f"/api/spaces/{space['id']}")

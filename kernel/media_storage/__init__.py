@@ -2,7 +2,7 @@
 
 ``[media] storage`` picks one backend for the whole deployment; each plugin gets
 its own :class:`MediaStorage` from :meth:`MediaStorages.for_plugin` (through
-``Kernel.media_storage``), and serves files with :func:`media_response`.
+``Kernel.media_storage``); the web layer serves them (:func:`kernel.web.stored_files.media_response`).
 docs/media-storage.md is the operator's guide.
 """
 

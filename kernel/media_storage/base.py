@@ -25,6 +25,22 @@ SEGMENT = re.compile(r"[A-Za-z0-9][A-Za-z0-9._-]{0,199}")
 MAX_KEY = 300
 
 
+def sweep_folder(folder: Path, older_than: timedelta) -> int:
+    """Delete the files in ``folder`` last written over ``older_than`` ago (uploads a crash cut off); how many."""
+    if not folder.is_dir():
+        return 0
+    cutoff = time.time() - older_than.total_seconds()
+    removed = 0
+    for path in folder.iterdir():
+        try:
+            if path.is_file() and path.stat().st_mtime < cutoff:
+                path.unlink()
+                removed += 1
+        except FileNotFoundError:  # finished (moved away) or swept by another process meanwhile
+            pass
+    return removed
+
+
 def check_key(key: str) -> str:
     """``key`` when it is a storage key; ValueError otherwise (nothing may climb out of a plugin's storage)."""
     if not key or len(key) > MAX_KEY or not all(SEGMENT.fullmatch(part) for part in key.split("/")):
@@ -68,10 +84,14 @@ class MediaStorage(ABC):
         """The file's size, type and validator; None when there is none."""
 
     @abstractmethod
-    def read(self, key: str, start: int = 0, end: int | None = None) -> Iterator[bytes]:
+    def read(self, key: str, start: int = 0, end: int | None = None, etag: str | None = None) -> Iterator[bytes]:
         """The bytes ``start`` (inclusive) to ``end`` (exclusive, None for the end), in pieces.
 
-        :raises FileNotFoundError: when there is no such file.
+        ``etag`` (a :attr:`StoredFile.etag` from :meth:`stat`) asks for that version only: a file
+        replaced since it was looked up is not read, so that its bytes never go out under the old
+        one's length and validator.
+
+        :raises FileNotFoundError: when there is no such file (or not of the version ``etag`` names).
         """
 
     @abstractmethod

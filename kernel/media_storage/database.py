@@ -18,7 +18,7 @@ from typing import Any
 from sqlalchemy import Connection, delete, insert, select, update
 from sqlalchemy.exc import IntegrityError
 
-from kernel.media_storage.base import CHUNK, MediaStorage, StoredFile, check_key
+from kernel.media_storage.base import CHUNK, MediaStorage, StoredFile, check_key, sweep_folder
 from kernel.storage.database import Database, inserted_id
 from kernel.storage.models import stored_file_chunks as chunks
 from kernel.storage.models import stored_files as files
@@ -109,12 +109,14 @@ class DatabaseStorage(MediaStorage):
             return None
         return StoredFile(key, row.size, row.content_type, _etag(row.id, row.size), row.created_at)
 
-    def read(self, key: str, start: int = 0, end: int | None = None) -> Iterator[bytes]:
+    def read(self, key: str, start: int = 0, end: int | None = None, etag: str | None = None) -> Iterator[bytes]:
         name = self._name(key)
         row = self.db.read(lambda conn: conn.execute(select(files.c.id, files.c.size).where(files.c.key == name)).first())
         if row is None:
             raise FileNotFoundError(key)
         file_id, size = row.id, row.size
+        if etag is not None and _etag(file_id, size) != etag:
+            raise FileNotFoundError(f"{key} was replaced since it was looked up")
         stop = size if end is None else min(end, size)
 
         def pieces() -> Iterator[bytes]:
@@ -157,7 +159,8 @@ class DatabaseStorage(MediaStorage):
         stale = self.db.read(lambda conn: conn.execute(select(files.c.id).where(files.c.key.is_(None), files.c.created_at < cutoff)).scalars().all())
         for file_id in stale:
             self._drop(file_id)
-        return len(stale)
+        # And this host's own leftovers: uploads a kill cut off before they reached the database.
+        return len(stale) + sweep_folder(self._scratch, older_than)
 
 
 def _etag(file_id: int, size: int) -> str:

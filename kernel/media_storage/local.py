@@ -4,12 +4,11 @@ from __future__ import annotations
 
 import os
 import shutil
-import time
 from collections.abc import Iterator
 from datetime import UTC, datetime, timedelta
 from pathlib import Path
 
-from kernel.media_storage.base import CHUNK, MediaStorage, StoredFile, check_key
+from kernel.media_storage.base import CHUNK, MediaStorage, StoredFile, check_key, sweep_folder
 
 INCOMING = "incoming"
 
@@ -48,10 +47,14 @@ class LocalStorage(MediaStorage):
         except (FileNotFoundError, NotADirectoryError):
             return None
         modified = datetime.fromtimestamp(info.st_mtime, UTC).replace(tzinfo=None)
-        return StoredFile(key, info.st_size, "application/octet-stream", f'"{info.st_size:x}-{info.st_mtime_ns:x}"', modified)
+        return StoredFile(key, info.st_size, "application/octet-stream", _etag(info), modified)
 
-    def read(self, key: str, start: int = 0, end: int | None = None) -> Iterator[bytes]:
+    def read(self, key: str, start: int = 0, end: int | None = None, etag: str | None = None) -> Iterator[bytes]:
         handle = open(self._file(key), "rb")  # raises FileNotFoundError before the first piece is asked for
+        # A put replaces the file by a rename: the open handle is of one version, whose identity fstat tells.
+        if etag is not None and _etag(os.fstat(handle.fileno())) != etag:
+            handle.close()
+            raise FileNotFoundError(f"{key} was replaced since it was looked up")
 
         def pieces() -> Iterator[bytes]:
             with handle:
@@ -79,16 +82,8 @@ class LocalStorage(MediaStorage):
         return folder
 
     def sweep(self, older_than: timedelta) -> int:
-        folder = self.root / INCOMING
-        if not folder.is_dir():
-            return 0
-        cutoff = time.time() - older_than.total_seconds()
-        removed = 0
-        for path in folder.iterdir():
-            try:
-                if path.is_file() and path.stat().st_mtime < cutoff:
-                    path.unlink()
-                    removed += 1
-            except FileNotFoundError:
-                pass
-        return removed
+        return sweep_folder(self.root / INCOMING, older_than)
+
+
+def _etag(info: os.stat_result) -> str:
+    return f'"{info.st_size:x}-{info.st_mtime_ns:x}"'

@@ -15,7 +15,7 @@ from datetime import UTC, datetime, timedelta
 from pathlib import Path
 from typing import Any
 
-from kernel.media_storage.base import CHUNK, MediaStorage, StoredFile, check_key
+from kernel.media_storage.base import CHUNK, MediaStorage, StoredFile, check_key, sweep_folder
 
 
 def make_client(endpoint_url: str | None, region: str | None, access_key_id: str | None, secret_access_key: str | None) -> Any:
@@ -76,17 +76,21 @@ class S3Storage(MediaStorage):
         modified = head["LastModified"].astimezone(UTC).replace(tzinfo=None)
         return StoredFile(key, int(head["ContentLength"]), head.get("ContentType") or "application/octet-stream", head["ETag"], modified)
 
-    def read(self, key: str, start: int = 0, end: int | None = None) -> Iterator[bytes]:
+    def read(self, key: str, start: int = 0, end: int | None = None, etag: str | None = None) -> Iterator[bytes]:
         from botocore.exceptions import ClientError
 
         if end is not None and end <= start:
             return iter(())
         wanted = f"bytes={start}-" if end is None else f"bytes={start}-{end - 1}"
+        # IfMatch: the server itself refuses (412) an object replaced since stat.
+        condition = {"IfMatch": etag} if etag is not None else {}
         try:
-            answer = self.client.get_object(Bucket=self.bucket, Key=self._object(key), Range=wanted)
+            answer = self.client.get_object(Bucket=self.bucket, Key=self._object(key), Range=wanted, **condition)
         except ClientError as error:
             if _not_found(error):
                 raise FileNotFoundError(key) from None
+            if str(error.response.get("Error", {}).get("Code")) in ("PreconditionFailed", "412"):
+                raise FileNotFoundError(f"{key} was replaced since it was looked up") from None
             if str(error.response.get("Error", {}).get("Code")) == "InvalidRange":  # start at or past the end
                 return iter(())
             raise
@@ -116,4 +120,5 @@ class S3Storage(MediaStorage):
                 if upload["Initiated"] < cutoff:
                     self.client.abort_multipart_upload(Bucket=self.bucket, Key=upload["Key"], UploadId=upload["UploadId"])
                     aborted += 1
-        return aborted
+        # And this host's own leftovers: uploads a kill cut off before they reached the bucket.
+        return aborted + sweep_folder(self._scratch, older_than)

@@ -69,6 +69,9 @@ class Bus:
     def __init__(self) -> None:
         self._deliver: Deliver | None = None
         self.process_key = ""
+        # Called (on the event loop) when Redis may have lost what this process stored there, presence
+        # above all: on subscribing again after losing the connection, and when Redis answers again.
+        self.on_reconnected: Callable[[], None] | None = None
 
     async def start(self, deliver: Deliver, process_key: str) -> None:
         """Begin receiving: ``deliver(target, payload)`` is called for every message another process published."""
@@ -129,8 +132,8 @@ def user_of(target: str) -> str:
 
 
 def process_of(target: str) -> str:
-    """The process holding the connections a ``c:<key>[,<key>…]`` target names (all of one process)."""
-    return target[2:].partition(".")[0]
+    """The process holding the connections a ``c:<key>[,<key>…]`` target (all of one process), or one connection key, names."""
+    return target.removeprefix("c:").partition(".")[0]
 
 
 class RedisBus(Bus):
@@ -170,9 +173,12 @@ class RedisBus(Bus):
         self._drop_logged = 0.0
 
     @property
-    def channel(self) -> str:
-        """The deployment's prefix, under which every channel and key of it lives (login limits keep theirs there too)."""
-        return self.prefix
+    def redis(self) -> Redis | None:
+        """The client for commands (the rate limits count through it): None unless the bus is started.
+
+        Its keys belong under :attr:`prefix`, the deployment's, which is known from start on.
+        """
+        return self._client
 
     def _user_channel(self, user_id: int | str) -> str:
         return f"{self.prefix}:u:{user_id}"
@@ -212,7 +218,10 @@ class RedisBus(Bus):
             with contextlib.suppress(asyncio.CancelledError, Exception):
                 await task
         self._tasks = []
-        for client in (self._client, self._pubsub_client, self._probe_client):
+        clients = (self._client, self._pubsub_client, self._probe_client)
+        # Forgotten, not only closed: a closed redis-py client would quietly open a new connection, never closed.
+        self._client = self._pubsub_client = self._probe_client = None
+        for client in clients:
             if client is not None:
                 with contextlib.suppress(Exception):
                     await client.aclose()
@@ -222,6 +231,7 @@ class RedisBus(Bus):
     async def _run(self) -> None:
         """One subscription session after another: each ends when its connection fails, the next subscribes afresh."""
         pause = 0.2
+        first = True
         while True:
             assert self._pubsub_client is not None
             pubsub = self._pubsub_client.pubsub(ignore_subscribe_messages=True)
@@ -231,6 +241,9 @@ class RedisBus(Bus):
                 wanted = self._wanted()
                 await pubsub.subscribe(*wanted)
                 await self._now_subscribed(wanted)
+                if not first:
+                    self._reconnected()  # a restart may have been quicker than the probe could notice
+                first = False
                 pause = 0.2
                 tasks = [
                     asyncio.create_task(self._read(pubsub)),
@@ -289,6 +302,13 @@ class RedisBus(Bus):
                 await pubsub.subscribe(*add)
                 await self._now_subscribed(self._subscribed | add)
 
+    def _reconnected(self) -> None:
+        if self.on_reconnected is not None:
+            try:
+                self.on_reconnected()
+            except Exception:
+                logger.exception("what the bus's reconnection starts failed")
+
     async def _stale(self) -> None:
         """End the session when the probe lost Redis after it began: its connection may be dead without knowing it."""
         while True:
@@ -342,6 +362,7 @@ class RedisBus(Bus):
                     async with self._settled:
                         self._failing_since = None
                         self._settled.notify_all()
+                    self._reconnected()
             except asyncio.CancelledError:
                 raise
             except Exception as exc:
@@ -373,7 +394,10 @@ class RedisBus(Bus):
         return f"{self.prefix}:{target}"  # all, control
 
     async def publish(self, target: str, payload: str) -> None:
-        assert self._client is not None, "the bus is not started"
+        if self._client is None:
+            # Stopped (or not yet started): work still finishing at shut-down has nowhere to send it.
+            logger.warning("the bus is not running: dropped a message for %s", target)
+            return
         if self._failing_since is not None:
             # Known to be away: drop at once rather than make the sender wait for a timeout each time.
             self._dropped += 1

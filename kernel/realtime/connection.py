@@ -26,7 +26,6 @@ if TYPE_CHECKING:
 logger = logging.getLogger("everything.realtime")
 
 # Close codes (4000-4999 are the application's own).
-CLOSE_GOING_AWAY = 1001
 # The server is stopping (a deploy, a restart; uvicorn sends the same at shut-down): reconnect at once.
 CLOSE_SERVICE_RESTART = 1012
 CLOSE_POLICY = 1008  # the abuse went on: too many bad messages
@@ -64,7 +63,7 @@ class Connection:
         self._refilled = time.monotonic()
         self._bad: deque[float] = deque()
         self._writer: asyncio.Task[None] | None = None
-        self._close_with = (CLOSE_GOING_AWAY, "")
+        self._close_with: tuple[int, str] | None = None  # set by a flushing close, for the writer to close with
         self._flushing = False
 
     def send(self, message: dict[str, Any]) -> None:
@@ -111,6 +110,7 @@ class Connection:
             while True:
                 text = await self.queue.get()
                 if text is None:
+                    assert self._close_with is not None  # only a flushing close queues the end
                     await self._close(*self._close_with)
                     return
                 await self.websocket.send_text(text)

@@ -51,18 +51,20 @@ async def websocket_endpoint(websocket: WebSocket) -> None:
         return
     connection = Connection(hub, websocket, user, credential)
     hub.add(connection)
-    await hub.until_reachable(user.id)  # what the client does on the greeting may send it messages from other processes
-    connection.send(
-        {
-            "type": "kernel.hello",
-            "user": kernel.user_json(user),
-            "unread": unread,
-            "heartbeat_seconds": hub.settings.heartbeat_seconds,
-            "max_message_bytes": hub.settings.max_message_bytes,
-        }
-    )
-    await settle(kernel.plugins.hook.realtime_connected(kernel=kernel, connection=connection))
+    # From here on the connection leaves the hub however this ends: a client gone, or this task
+    # cancelled, while it waits for its channel or while plugins hear of it.
     try:
+        await hub.until_reachable(user.id)  # what the client does on the greeting may send it messages from other processes
+        connection.send(
+            {
+                "type": "kernel.hello",
+                "user": kernel.user_json(user),
+                "unread": unread,
+                "heartbeat_seconds": hub.settings.heartbeat_seconds,
+                "max_message_bytes": hub.settings.max_message_bytes,
+            }
+        )
+        await settle(kernel.plugins.hook.realtime_connected(kernel=kernel, connection=connection))
         while not connection.closed:
             message = await websocket.receive()
             if message["type"] == "websocket.disconnect":

@@ -22,7 +22,7 @@ import anyio.to_thread
 
 from kernel.errors import ApiError
 from kernel.identity import User
-from kernel.realtime.bus import Bus
+from kernel.realtime.bus import Bus, process_of
 from kernel.realtime.connection import CLOSE_POLICY, CLOSE_SERVICE_RESTART, Connection, encode
 from kernel.realtime.messages import Handler
 from kernel.realtime.revocation import close_unauthorized
@@ -53,11 +53,17 @@ class Hub:
     # Lifecycle --------------------------------------------------------------------
 
     async def start(self) -> None:
+        self.bus.on_reconnected = self._mark_all_online
         await self.bus.start(self._deliver, self.process_key)
         self._heartbeat = asyncio.create_task(self._beat(), name="everything-heartbeat")
 
     async def stop(self, drain_seconds: float = 5.0) -> None:
-        """Drain: refuse new sockets, close every open one with 1012 (the client reconnects at once, to another process), then leave the bus.
+        """Drain (again: what the plugins' stopping started is waited for too), then leave the bus."""
+        await self.drain(drain_seconds)
+        await self.bus.stop()
+
+    async def drain(self, drain_seconds: float = 5.0) -> None:
+        """Refuse new sockets and close every open one with 1012 (the client reconnects at once, to another process).
 
         Waits up to ``drain_seconds`` for the sockets to go and for what
         their closing starts — plugins hearing of it (calls give their
@@ -78,7 +84,6 @@ class Hub:
                 await asyncio.wait(set(self._tasks), timeout=left)  # finished work may spawn more: look again
             else:
                 await asyncio.sleep(min(left, 0.05))  # a socket whose closing has not begun its work yet
-        await self.bus.stop()
 
     async def _beat(self) -> None:
         text = encode({"type": "kernel.heartbeat"})
@@ -163,7 +168,7 @@ class Hub:
         payload = encode(message)
         by_process: dict[str, list[str]] = {}
         for key in keys:
-            by_process.setdefault(key.partition(".")[0], []).append(key)
+            by_process.setdefault(process_of(key), []).append(key)
         for keys_of_one in by_process.values():
             await self._publish("c:" + ",".join(keys_of_one), payload)
 
@@ -181,7 +186,7 @@ class Hub:
     async def _publish(self, target: str, payload: str) -> None:
         # This process's own connections first, directly: they need no bus, and Redis being away must not stop them.
         self._deliver(target, payload)
-        if not self.bus.shares_presence or (target.startswith("c:") and target[2:].partition(".")[0] == self.process_key):
+        if not self.bus.shares_presence or (target.startswith("c:") and process_of(target) == self.process_key):
             return
         try:
             await self.bus.publish(target, payload)
@@ -221,6 +226,14 @@ class Hub:
     @property
     def presence_ttl(self) -> float:
         return 3 * self.settings.heartbeat_seconds
+
+    def _mark_all_online(self) -> None:
+        """Mark every open connection online again: Redis came back and may have lost their presence (it keeps none).
+
+        Without it they would count as closed elsewhere until the next heartbeat.
+        """
+        for connection in list(self.by_key.values()):
+            self.spawn(self._mark(connection, online=True))
 
     async def _mark(self, connection: Connection, online: bool) -> None:
         try:

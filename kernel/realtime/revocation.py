@@ -34,8 +34,11 @@ if TYPE_CHECKING:
 
 logger = logging.getLogger("everything.realtime")
 
-# How long a worker thread waits for its announcement to be published before it answers anyway.
-PUBLISH_WAIT_SECONDS = 2.0
+# How long a worker thread waits for its announcement to be published before it answers anyway. Short:
+# the thread is one of the few database threads (DB_THREADS), and a burst of revocations while Redis is
+# slow must not hold them all; a publish to a healthy Redis takes milliseconds, and one that takes longer
+# still goes out in the background (the heartbeat's re-check closes what a lost message left open).
+PUBLISH_WAIT_SECONDS = 0.5
 
 
 def close_unauthorized(connection: Connection) -> None:

@@ -156,6 +156,17 @@ class Records:
         )
         return self._transition(call_id, condition, **{f"{side}_grace_until": until})
 
+    def lift_grace(self, call_id: str, side: str, connection_key: str) -> Call | None:
+        """Lift ``side``'s deadline while the call is still bound to ``connection_key``, a socket known to be open.
+
+        None when there was nothing to lift: no deadline, the side moved on to
+        another connection, or the call ended.
+        """
+        condition = and_(
+            calls.c.state != ENDED, calls.c[f"{side}_connection"] == connection_key, calls.c[f"{side}_grace_until"].is_not(None)
+        )
+        return self._transition(call_id, condition, **{f"{side}_grace_until": None})
+
     def end_expired(self, call_id: str, now: datetime) -> Call | None:
         """End the call as ``disconnected`` if a side's deadline has passed by ``now``, by the side that went (the caller if both did).
 

@@ -18,6 +18,7 @@ from __future__ import annotations
 
 import asyncio
 import logging
+import time
 from collections.abc import Awaitable, Callable, Coroutine
 from contextvars import ContextVar
 from datetime import datetime, timedelta
@@ -75,6 +76,8 @@ class Switchboard:
         self._timers: dict[str, asyncio.Task[None]] = {}
         # Ends a call at a side's deadline, where this process set it; the sweep is the fallback.
         self._grace: dict[tuple[str, str], asyncio.Task[None]] = {}
+        # (call id, side, connection key) -> when (monotonic) a sweep first found that socket's presence missing.
+        self._missing: dict[tuple[str, str, str], float] = {}
         self._sweeper: asyncio.Task[None] | None = None
 
     # Lifecycle --------------------------------------------------------------------
@@ -82,7 +85,8 @@ class Switchboard:
     async def start(self) -> None:
         self.echo_user = await _run(self.kernel.bot_account, ECHO, "Echo test")
         # The first sweep runs at once: calls left by a process that stopped or died (this one's
-        # previous run, too) get their deadlines, and their parties the grace to resume here.
+        # previous run, too) get their deadlines (across processes, once a later sweep confirms
+        # the sockets gone), and their parties the grace to resume here.
         self._sweeper = asyncio.create_task(self._sweep(), name="calls-sweeper")
 
     async def stop(self, reason: str) -> None:
@@ -133,13 +137,29 @@ class Switchboard:
         processes sweeping at once exactly one ends a call and tells its
         parties. A side bound to a socket that no process holds any more (its
         process was killed before it could say so) gets its deadline here.
+
+        Across processes, "no process holds it" is read from the presence in
+        Redis, which can be missing for a socket that is open: Redis restarted
+        (it keeps none) or was away for long, or the socket's first mark is
+        still on its way. So a socket counts as gone only once its presence
+        has been missing on two sweeps at least a heartbeat apart (every
+        process re-marks its sockets each heartbeat, and at once when Redis
+        is back); and a side whose socket is open on this very process loses
+        any deadline it got all the same, since only a resume would lift it
+        and a client that never lost its socket never sends one.
         """
         now = utcnow()
         rung_out = now - timedelta(seconds=self.settings.ring_timeout_seconds)
+        hub = self.kernel.realtime
+        looked_at: set[tuple[str, str, str]] = set()
         for call in await _run(self.records.live_calls_everywhere):
             if call.state == RINGING and call.invited_at <= rung_out:
                 await self._end(call.call_id, "timeout", only=RINGING)
                 continue
+            for side in SIDES:
+                key = getattr(call, f"{side}_connection")
+                if key in hub.by_key and getattr(call, f"{side}_grace_until") is not None:
+                    call = await self._lift_grace(call, side, key)
             if any(until is not None and until <= now for until in (call.caller_grace_until, call.callee_grace_until)):
                 await self._end_expired(call.call_id)
                 continue
@@ -147,8 +167,36 @@ class Switchboard:
                 key = getattr(call, f"{side}_connection")
                 if key is None or key == ECHO_PEER or getattr(call, f"{side}_grace_until") is not None:
                     continue
-                if not await self.kernel.realtime.is_connection_open(getattr(call, f"{side}_id"), key):
+                seen = (call.call_id, side, key)
+                looked_at.add(seen)
+                if await hub.is_connection_open(getattr(call, f"{side}_id"), key):
+                    self._missing.pop(seen, None)
+                elif not hub.crosses_processes or self._missing_for_a_heartbeat(seen):
+                    # One process alone knows its sockets for sure: no second look needed.
+                    self._missing.pop(seen, None)
                     await self._start_grace(call, side, key)
+        for seen in self._missing.keys() - looked_at:
+            del self._missing[seen]  # ended, resumed elsewhere or given a deadline meanwhile
+
+    def _missing_for_a_heartbeat(self, seen: tuple[str, str, str]) -> bool:
+        """Note that a side's socket has no presence now; True once it had none on an earlier sweep, a heartbeat ago or more."""
+        now = time.monotonic()
+        since = self._missing.setdefault(seen, now)
+        return now - since >= self.kernel.realtime.settings.heartbeat_seconds
+
+    async def _lift_grace(self, call: Call, side: str, connection_key: str) -> Call:
+        """Lift the deadline of ``side``, whose socket ``connection_key`` is open on this process; the call as it now stands."""
+        lifted = await _run(self.records.lift_grace, call.call_id, side, connection_key)
+        if lifted is None:
+            return call  # resumed elsewhere or ended meanwhile: the row has moved on, and the conditional updates know it
+        timer = self._grace.pop((call.call_id, side), None)
+        if timer is not None:
+            timer.cancel()
+        if connection_key not in self.kernel.realtime.by_key:
+            # The socket closed while the deadline was being lifted: its closing found a deadline already
+            # set and gave none, so give it one now.
+            await self._start_grace(lifted, side, connection_key)
+        return lifted
 
     async def _start_grace(self, call: Call, side: str, connection_key: str, *, timer: bool = True) -> None:
         """Give ``side`` of ``call`` ``reconnect_grace_seconds`` to resume, unless it has moved on or has a deadline already.

@@ -62,7 +62,10 @@ def register_realtime(kernel: Kernel) -> dict:
 
 @hookimpl
 async def startup(kernel: Kernel) -> None:
-    await anyio.to_thread.run_sync(SPACES.of(kernel).reconcile)
+    spaces = SPACES.of(kernel)
+    await anyio.to_thread.run_sync(spaces.reconcile)
+    # Not awaited: uploading what a stop left behind must not keep /readyz at 503.
+    spaces.publish_leftovers()
 
 
 @hookimpl

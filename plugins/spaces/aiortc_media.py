@@ -41,7 +41,7 @@ from aiortc.mediastreams import MediaStreamError, MediaStreamTrack
 
 from kernel import host_addresses as ice_host_addresses
 from kernel import rtc_configuration
-from plugins.spaces.media import SpeakingCallback
+from plugins.spaces.media import RecordedCallback, SpeakingCallback
 from plugins.spaces.mixer import PTIME, SAMPLES, Mixer, to_mono_s16
 
 log = logging.getLogger("plugins.spaces.aiortc_media")
@@ -129,8 +129,14 @@ class _Space:
 class AiortcMedia:
     """:class:`plugins.spaces.media.SpacesMedia` with aiortc peers and a mixer per Space in this process."""
 
-    def __init__(self, on_speaking: SpeakingCallback | None = None, host_addresses: list[str] | None = None) -> None:
+    def __init__(
+        self,
+        on_speaking: SpeakingCallback | None = None,
+        host_addresses: list[str] | None = None,
+        on_recorded: RecordedCallback | None = None,
+    ) -> None:
         self.on_speaking = on_speaking
+        self.on_recorded = on_recorded
         self.host_addresses = host_addresses
         self._spaces: dict[int, _Space] = {}
 
@@ -208,14 +214,20 @@ class AiortcMedia:
 
     async def start_recording(self, space_id: int, path: Path) -> None:
         space = self._space(space_id)
-        await asyncio.to_thread(space.mixer.start_recording, Path(path))
+        try:
+            await asyncio.to_thread(space.mixer.start_recording, Path(path))
+        finally:
+            self._report_recorded(space)  # a take running until now is finished
         self._start_mixer(space)
 
     async def stop_recording(self, space_id: int) -> None:
         space = self._spaces.get(space_id)
         if space is None:
             return
-        await asyncio.to_thread(space.mixer.stop_recording)
+        try:
+            await asyncio.to_thread(space.mixer.stop_recording)
+        finally:
+            self._report_recorded(space)
         await self._idle(space)
 
     async def end(self, space_id: int) -> None:
@@ -226,7 +238,10 @@ class AiortcMedia:
             if task is not None:
                 task.cancel()
         await asyncio.gather(*(t for t in (space.task, space.notifier) if t is not None), return_exceptions=True)
-        await asyncio.to_thread(space.mixer.stop_recording)  # waits for a tick still running in its thread
+        try:
+            await asyncio.to_thread(space.mixer.stop_recording)  # waits for a tick still running in its thread
+        finally:
+            self._report_recorded(space)
         participants, space.participants = list(space.participants.values()), {}
         await asyncio.gather(*(self._close_participant(p) for p in participants), return_exceptions=True)
 
@@ -252,6 +267,16 @@ class AiortcMedia:
         }
 
     # -- inside -------------------------------------------------------------------------------
+
+    def _report_recorded(self, space: _Space) -> None:
+        """Tell ``on_recorded`` of each take the Space's mixer finished."""
+        for path in space.mixer.take_finished():
+            if self.on_recorded is None:
+                continue
+            try:
+                self.on_recorded(space.space_id, path)
+            except Exception:
+                log.exception("spaces: on_recorded for %s failed", path)
 
     def _space(self, space_id: int) -> _Space:
         space = self._spaces.get(space_id)
@@ -322,6 +347,7 @@ class AiortcMedia:
             except Exception:  # never seen; a tick lost is 20 ms of silence, a dead mixer a silent Space
                 log.exception("spaces: mixing a tick of space %s failed", space.space_id)
                 mix_packets, minus, speaking = [], {}, set(space.speaking)
+            self._report_recorded(space)  # a failed write ends the take in the tick
             space.tick_seconds.append(time.perf_counter() - started)
             for user_id, participant in space.participants.items():
                 participant.track.put(minus.get(user_id, mix_packets))

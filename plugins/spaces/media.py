@@ -16,6 +16,9 @@ from typing import Protocol
 
 # Told every time the set of people speaking in a Space changes: (space_id, their user ids).
 SpeakingCallback = Callable[[int, list[int]], Awaitable[None]]
+# Told on the event loop when a take is finished, whole under its name: (space_id, its path). It must
+# return at once (publishing a take is slow work for the background).
+RecordedCallback = Callable[[int, Path], None]
 
 
 class SpacesMedia(Protocol):
@@ -47,7 +50,7 @@ class SpacesMedia(Protocol):
         ...
 
     async def stop_recording(self, space_id: int) -> None:
-        """Finish the recording file."""
+        """Finish the recording file (the backend's ``on_recorded`` callback is told of it)."""
         ...
 
     async def end(self, space_id: int) -> None:

@@ -152,6 +152,9 @@ class Mixer:
         self.minus_encoders: dict[int, OpusEncoder] = {}
         self.levels: dict[int, SpeakerLevel] = {}
         self.recorder: Recorder | None = None
+        # Takes finished (whole under their names), for the event loop to collect with take_finished():
+        # a deque, whose appends and pops need no lock that a tick holds.
+        self._finished: collections.deque[Path] = collections.deque()
         self.pts = 0
         self.ticks = 0
         # Ticks and recording changes run in worker threads; a cancelled await does not stop its thread.
@@ -207,6 +210,13 @@ class Mixer:
         with self._lock:
             self._stop_recording()
 
+    def take_finished(self) -> list[Path]:
+        """The takes finished since the last call (stopped, replaced, ended, or cut short by a failed write)."""
+        finished = []
+        while self._finished:
+            finished.append(self._finished.popleft())
+        return finished
+
     def _stop_recording(self) -> None:
         recorder, self.recorder = self.recorder, None
         if recorder is not None:
@@ -214,3 +224,5 @@ class Mixer:
                 recorder.close()
             except Exception:
                 log.exception("spaces: finishing the recording %s failed", recorder.path)
+            if recorder.path.is_file():
+                self._finished.append(recorder.path)

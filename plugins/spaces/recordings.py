@@ -9,10 +9,13 @@ files (:class:`RecordingStore`).
 
 A finished take is then *published* (:class:`RecordingLibrary`): stored on the
 deployment's media backend as ``<space id>/<name>`` and recorded in
-``spaces_recordings``, which every process of every host lists. On the local
-backend the folder above is the storage itself and the file stays where it is;
-on the others the local copy is removed only once its row is written, so a
-failure on the way never loses the only copy: the next listing tries again.
+``spaces_recordings``, which every process of every host lists. The service
+publishes a take in the background as soon as the recorder finishes it, and
+what a stop or a crash left on the disk in the background after start-up.
+On the local backend the folder above is the storage itself and the file
+stays where it is; on the others the local copy is removed only once its row
+is written, so a failure on the way never loses the only copy: the next
+start of the process tries again. Listing only reads the rows.
 """
 
 from __future__ import annotations
@@ -54,8 +57,8 @@ class RecordingStore:
 
     def __init__(self, folder: Path) -> None:
         self.folder = folder
-        # Every spaces.state lists the takes: read a Space's folder again only when it changed (a take
-        # started, finished or was removed changes the folder's mtime), not on every join and mute.
+        # Read a Space's folder again only when it changed (a take started, finished or was removed
+        # changes the folder's mtime): a take's length is read from its file, which takes a moment.
         self._listed: dict[int, tuple[int, list[Recording]]] = {}
 
     def new_path(self, space_id: int, now: datetime, taken: Callable[[str], bool] = lambda name: False) -> Path:
@@ -86,7 +89,10 @@ class RecordingStore:
             match = NAME.fullmatch(path.name)
             if match is None or not path.is_file():
                 continue
-            stat = path.stat()
+            try:
+                stat = path.stat()
+            except FileNotFoundError:  # published and removed by another process on this disk meanwhile
+                continue
             found.append(
                 Recording(
                     path.name,
@@ -123,7 +129,7 @@ class RecordingLibrary:
         self.storage = storage
         # Where the mixer writes; on the local backend, the storage's own folder.
         self.takes = RecordingStore(folder)
-        # One publisher at a time in this process: two listings of one Space must not store a take twice.
+        # One publisher at a time in this process: a finished take's and the start-up's must not store a take twice.
         self._publishing = threading.Lock()
 
     @property
@@ -145,25 +151,24 @@ class RecordingLibrary:
         return [Recording(row.name, row.started_at, row.duration_seconds, row.size) for row in rows]
 
     def list(self, space_id: int) -> list[Recording]:
-        """The Space's finished takes, oldest first, from whichever process or host recorded them."""
-        listed = self._published(space_id)
-        here = self.takes.list(space_id)
-        # Takes on this disk not yet listed, or (off the local backend) listed but not yet removed from it.
-        known = {take.name for take in listed}
-        if any(take.name not in known for take in here) or (here and self.storage.backend != "local"):
-            if self.publish(space_id):
-                listed = self._published(space_id)
-        return listed
+        """The Space's published takes, oldest first, from whichever process or host recorded them.
 
-    def publish(self, space_id: int) -> int:
+        Only reads (one indexed query): every ``spaces.state`` lists them, and publishing is the recorder's
+        business (:meth:`publish`)."""
+        return self._published(space_id)
+
+    def publish(self, space_id: int, stop: threading.Event | None = None) -> int:
         """Store and record the Space's finished takes still on this disk; how many were published now.
 
         Each take goes: stored, then its row written, then (off the local backend) its local file removed.
         A failure leaves the local file for the next try; a row another process wrote first counts as done.
+        Once ``stop`` is set no further take is begun (the process is stopping; the next start goes on).
         """
         published = 0
         with self._publishing:
             for take in self.takes.list(space_id):
+                if stop is not None and stop.is_set():
+                    break
                 path = self.takes.folder / str(space_id) / take.name
                 try:
                     if self._row(space_id, take.name) is None:
@@ -193,11 +198,14 @@ class RecordingLibrary:
             if self._row(space_id, take.name) is None:
                 raise
 
-    def publish_all(self) -> int:
-        """Publish every finished take on this disk (those a stop or a crash left before they were stored); how many."""
+    def publish_all(self, stop: threading.Event | None = None) -> int:
+        """Publish every finished take on this disk (those a stop or a crash left before they were stored); how many.
+
+        Once ``stop`` is set no further take is begun."""
         if not self.takes.folder.is_dir():
             return 0
-        return sum(self.publish(int(folder.name)) for folder in self.takes.folder.iterdir() if folder.is_dir() and folder.name.isdigit())
+        folders = [folder for folder in self.takes.folder.iterdir() if folder.is_dir() and folder.name.isdigit()]
+        return sum(self.publish(int(folder.name), stop) for folder in folders)
 
     def find(self, space_id: int, name: str) -> StoredFile | None:
         """The stored file of the take ``name`` of the Space; None for a name that is not a published take."""

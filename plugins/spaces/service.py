@@ -16,8 +16,11 @@ from __future__ import annotations
 
 import asyncio
 import logging
+import threading
+from collections.abc import Coroutine
 from dataclasses import dataclass
 from datetime import UTC, datetime, timedelta
+from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
 import anyio.to_thread
@@ -71,9 +74,15 @@ class Spaces:
         self.kernel = kernel
         self.settings = settings
         # The embedded media backend; a deployment that outgrows it swaps in an SFU (docs/spaces-scale.md).
-        self.media: SpacesMedia = AiortcMedia(on_speaking=self.on_speaking, host_addresses=settings.host_addresses or None)
+        self.media: SpacesMedia = AiortcMedia(
+            on_speaking=self.on_speaking, host_addresses=settings.host_addresses or None, on_recorded=self.on_recorded
+        )
         folder = kernel.settings.data_dir / settings.recordings_dir
         self.recordings = RecordingLibrary(kernel.db, kernel.media_storage("spaces", folder), folder)
+        # Takes being published (stored, perhaps uploaded, and recorded) in the background; close() waits for them.
+        self._publishing: set[asyncio.Task[None]] = set()
+        # Set by close(): the start-up's publishing of leftover takes begins no further take.
+        self._stopping = threading.Event()
         # space id -> user id -> the Connection.key carrying that member.
         self.joined: dict[int, dict[int, str]] = {}
         # Connection.key -> (space id, user id).
@@ -606,14 +615,56 @@ class Spaces:
             self.speaking.pop(space_id, None)
         await self._send_all(space_id, {"type": "spaces.speaking", "space_id": space_id, "users": names})
 
+    def on_recorded(self, space_id: int, path: Path) -> None:
+        """The media backend's callback for a finished take: publish it in the background, so that every
+        host lists it; nothing waits for the upload (the end of a Space, the record switch)."""
+        self._in_background(self._publish(space_id), f"spaces-publish-{space_id}")
+
+    def publish_leftovers(self) -> None:
+        """Publish, in the background, the finished takes a stop or a crash left on this disk (in any deployment):
+        starting up does not wait for their uploads."""
+        self._stopping.clear()  # started again after an operator's switch turned the plugin off and on
+        self._in_background(self._publish_leftovers(), "spaces-publish-leftovers")
+
+    def _in_background(self, work: Coroutine[Any, Any, None], name: str) -> None:
+        task = asyncio.create_task(work, name=name)
+        self._publishing.add(task)
+        task.add_done_callback(self._publishing.discard)
+
+    async def _publish(self, space_id: int) -> None:
+        try:
+            published = await anyio.to_thread.run_sync(self.recordings.publish, space_id)
+        except Exception:  # publish logs each take's failure; this is anything else
+            logger.exception("publishing the takes of Space %s failed", space_id)
+            return
+        if not published or self._stopping.is_set():
+            return
+        # Those in the Space learn of the take now rather than with the next change of the stage.
+        async with self.lock(space_id):
+            if not self.joined.get(space_id):
+                return
+            try:
+                space, stage = await anyio.to_thread.run_sync(self.load, space_id)
+                await self._broadcast(space, stage)
+            except Exception:
+                logger.exception("telling Space %s about its new recording failed", space_id)
+
+    async def _publish_leftovers(self) -> None:
+        try:
+            published = await anyio.to_thread.run_sync(self.recordings.publish_all, self._stopping)
+        except Exception:
+            logger.exception("publishing the takes left on this disk failed")
+            return
+        if published:
+            logger.info("spaces: published %d take(s) left on this disk", published)
+
     def reconcile(self) -> None:
         """Starting up, nobody is connected yet: members still marked present in live Spaces are marked
         left, no Space is recording, and takes a crash left half-written (``.part``) are removed.
 
         Only for a deployment of one process (the in-process bus): with several, the others' members are real.
-        Finished takes still on this disk are published in any deployment.
+        Finished takes still on this disk are published by :meth:`publish_leftovers`, in any deployment.
         """
-        self.recordings.publish_all()
         if self.kernel.realtime.crosses_processes:
             return
         now = utcnow()
@@ -631,11 +682,17 @@ class Spaces:
         self.recordings.remove_partial()
 
     async def close(self) -> None:
-        """Shutting down: the media backend frees everything."""
+        """Shutting down: the media backend frees everything (finishing recordings, whose takes are then
+        published), and the takes being published are waited for; the leftovers begin no further take."""
         try:
             await self.media.close()
         except Exception:
             logger.exception("the Spaces media backend failed to close")
+        self._stopping.set()
+        # Not cancelled: a worker thread cannot be stopped mid-upload, and a take finished just now
+        # would otherwise wait on this disk for this host's next start.
+        while self._publishing:
+            await asyncio.gather(*self._publishing, return_exceptions=True)
         for task in self._churn.values():
             task.cancel()
         self._churn.clear()

@@ -73,8 +73,9 @@ async def media_response(
     if request.method == "HEAD" or start == end:
         return Response(status_code=status, headers=common, media_type=media_type)
     try:
-        pieces = await anyio.to_thread.run_sync(storage.read, stored.key, start, end)
-    except FileNotFoundError:  # deleted since it was looked up
+        # Only the version looked up: its length and validator are in the headers already.
+        pieces = await anyio.to_thread.run_sync(storage.read, stored.key, start, end, stored.etag)
+    except FileNotFoundError:  # deleted or replaced since it was looked up
         raise ApiError(404, "not_found", "There is no such file.") from None
     # StreamingResponse draws each piece from the thread pool: no storage call blocks the event loop.
     return StreamingResponse(pieces, status_code=status, headers=common, media_type=media_type)
