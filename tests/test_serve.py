@@ -98,6 +98,12 @@ def test_serve_with_two_workers_runs_two_processes_that_answer_and_stop_together
         for _ in range(10):  # a fresh connection each time: whichever worker accepts it knows the session
             me = httpx.get(f"{url}/api/me", cookies={"everything_session": cookie}, headers={"Connection": "close"}, timeout=30)
             assert me.json()["username"] == "manyproc"
+        # Each request is logged once, by the kernel (not again by uvicorn's access log); lines are written in batches.
+        deadline = time.monotonic() + 30
+        while len(requests_logged := [line for line in log.read_text().splitlines() if "/api/me" in line]) < 10:
+            assert time.monotonic() < deadline, log.read_text()
+            time.sleep(0.1)
+        assert len(requests_logged) == 10 and all('"logger":"everything.requests"' in line for line in requests_logged)
         parent.send_signal(signal.SIGTERM)
         assert parent.wait(timeout=60) == 0
         assert all(parent_of(pid) is None for pid in workers)
