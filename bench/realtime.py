@@ -7,7 +7,7 @@ Run:
                              [--compression deflate|none] [--ws auto] [--servers 1|2] [--redis URL]
 
 Starts the full application under uvicorn in a subprocess
-(``bench/realtime_server.py``: ``kernel.create_app`` with every bundled plugin
+(this file with ``serve``, ``bench/realtime_server.py``: ``kernel.create_app`` with every bundled plugin
 and the bench-only plugin ``bench/realtime_plugin.py``, embedded SQLite in a
 temporary folder, realtime rate limits raised to 100,000 so that the limiter
 is not what is measured), then:
@@ -347,7 +347,7 @@ class RealtimeServer(Server):
 
     def __init__(self, log_path: Path, extra_args: list[str]) -> None:
         super().__init__("realtime", log_path, "/readyz")
-        self.command = [sys.executable, str(BENCH_DIR / "realtime_server.py"), "--port", str(self.port), *extra_args]
+        self.command = [sys.executable, str(BENCH_DIR / "realtime.py"), "serve", "--port", str(self.port), *extra_args]
 
 
 class RedisServer:
@@ -781,4 +781,9 @@ def main() -> None:
 
 
 if __name__ == "__main__":
-    main()
+    if len(sys.argv) > 1 and sys.argv[1] == "serve":
+        import realtime_server  # beside this file; only the server process loads the project
+
+        realtime_server.main(sys.argv[2:])
+    else:
+        main()

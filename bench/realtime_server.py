@@ -1,6 +1,9 @@
-"""Serve the full application plus the bench-only realtime plugin under uvicorn, for ``bench/realtime.py``.
+"""The server half of ``bench/realtime.py``: the full application plus the bench-only realtime plugin under uvicorn.
 
-    python bench/realtime_server.py --port 8001 --data-dir /tmp/x [--create-users 1000 --users-file users.json]
+Not a benchmark of its own (its figures are bench/realtime.py's): the
+coordinator starts it as
+
+    python bench/realtime.py serve --port 8001 --data-dir /tmp/x [--create-users 1000 --users-file users.json]
                                     [--ws auto] [--no-request-log] [--bus-url redis://127.0.0.1:6379/0]
 
 Builds ``kernel.create_app`` with every bundled plugin and ``bench``
@@ -87,8 +90,9 @@ def raise_file_limit() -> None:
         resource.setrlimit(resource.RLIMIT_NOFILE, (hard, hard))
 
 
-def main() -> None:
-    parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+def main(argv: list[str]) -> None:
+    """Serve until stopped; ``argv`` are the options above."""
+    parser = argparse.ArgumentParser(prog="bench/realtime.py serve", description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     parser.add_argument("--port", type=int, required=True)
     parser.add_argument("--data-dir", type=Path, required=True)
     parser.add_argument("--create-users", type=int, default=0, metavar="N")
@@ -99,7 +103,7 @@ def main() -> None:
     parser.add_argument("--no-request-log", action="store_true", help="log.requests = false")
     parser.add_argument("--bus-url", help="bus.url: a redis:// URL shared by the deployment's processes")
     parser.add_argument("--secret-key", help="secret_key, the same for every process (required with --bus-url)")
-    args = parser.parse_args()
+    args = parser.parse_args(argv)
     if args.create_users and args.users_file is None:
         parser.error("--create-users needs --users-file")
     raise_file_limit()
@@ -117,6 +121,3 @@ def main() -> None:
 
     serve.run(app, args.port, ws=args.ws, ws_max_size=settings.realtime.max_frame_bytes)  # as `everything serve`
 
-
-if __name__ == "__main__":
-    main()

@@ -44,6 +44,28 @@ def bus_state(base_url: str) -> str:
     return str(readyz(base_url)[1]["checks"]["bus"])
 
 
+def alice_may_call_bob(tmp_path: Path, env: dict[str, str], first: str, second: str) -> tuple[str, str]:
+    """Tokens of alice (premium, through the CLI, on ``first``) and bob_b (on ``second``, following her), once ``first`` lets her call him."""
+    alice, bob = bearer(first, "alice"), bearer(second, "bob_b")
+    granted = subprocess.run(
+        [sys.executable, "-m", "kernel.cli", "grant", "alice", "premium"],
+        cwd=tmp_path,
+        env={**serve_env(), **env},
+        capture_output=True,
+        text=True,
+    )
+    assert granted.returncode == 0, granted.stderr
+    follow(second, bob, "alice")  # so that alice may call bob
+    until(
+        lambda: httpx.get(f"{first}/api/calls/can-call/bob_b", headers={"Authorization": f"Bearer {alice}"}, trust_env=False).json()[
+            "allowed"
+        ],
+        "alice's grant reaching the first process",
+    )
+    return alice, bob
+
+
+
 def test_a_socket_on_the_same_process_gets_its_messages_while_redis_is_down(tmp_path: Path, database: str | None) -> None:
     with private_redis() as redis, processes(tmp_path, bus_env(redis, database)) as [server]:
         alice, bob = bearer(server, "alice"), bearer(server, "bob_b")
@@ -90,22 +112,7 @@ def test_a_message_for_a_connection_reaches_it_on_the_other_process(tmp_path: Pa
     redis.start()
     try:
         with processes(tmp_path, env, env) as [first, second]:
-            alice, bob = bearer(first, "alice"), bearer(second, "bob_b")
-            granted = subprocess.run(
-                [sys.executable, "-m", "kernel.cli", "grant", "alice", "premium"],
-                cwd=tmp_path,
-                env={**serve_env(), **env},
-                capture_output=True,
-                text=True,
-            )
-            assert granted.returncode == 0, granted.stderr
-            follow(second, bob, "alice")  # so that alice may call bob
-            until(
-                lambda: httpx.get(
-                    f"{first}/api/calls/can-call/bob_b", headers={"Authorization": f"Bearer {alice}"}, trust_env=False
-                ).json()["allowed"],
-                "alice's grant reaching the first process",
-            )
+            alice, bob = alice_may_call_bob(tmp_path, env, first, second)
             with connect(first, alice) as alice_on_first, connect(second, bob) as bob_on_second:
                 alice_on_first.send(
                     json.dumps({"type": "calls.invite", "id": 1, "call_id": "c-1", "to": "bob_b", "media": "audio", "sdp": OFFER})

@@ -11,19 +11,15 @@ gone.
 from __future__ import annotations
 
 import json
-import subprocess
-import sys
 import time
 from pathlib import Path
 
-import httpx
 import pytest
 
-from tests.conftest import serve_env
 from tests.redis_kit import REDIS_SERVER, Socket, bus_env, next_message, private_redis, processes, until
-from tests.test_bus import bus_state, follow
+from tests.test_bus import alice_may_call_bob, bus_state
 from tests.test_calls_signaling import ANSWER, OFFER
-from tests.test_realtime import bearer, connect
+from tests.test_realtime import connect
 
 pytestmark = pytest.mark.skipif(REDIS_SERVER is None, reason="redis-server is not installed (apt-get install redis-server)")
 
@@ -60,22 +56,7 @@ def test_an_answered_call_outlives_a_redis_restart_and_ends_by_hang_up(tmp_path:
     with private_redis() as redis:
         env = bus_env(redis, database)
         with processes(tmp_path, env, env) as [first, second]:
-            alice, bob = bearer(first, "alice"), bearer(second, "bob_b")
-            granted = subprocess.run(
-                [sys.executable, "-m", "kernel.cli", "grant", "alice", "premium"],
-                cwd=tmp_path,
-                env={**serve_env(), **env},
-                capture_output=True,
-                text=True,
-            )
-            assert granted.returncode == 0, granted.stderr
-            follow(second, bob, "alice")  # so that alice may call bob
-            until(
-                lambda: httpx.get(
-                    f"{first}/api/calls/can-call/bob_b", headers={"Authorization": f"Bearer {alice}"}, trust_env=False
-                ).json()["allowed"],
-                "alice's grant reaching the first process",
-            )
+            alice, bob = alice_may_call_bob(tmp_path, env, first, second)
             with connect(first, alice) as alice_on_first, connect(second, bob) as bob_on_second:
                 invite = {"type": "calls.invite", "id": 1, "call_id": "c-1", "to": "bob_b", "media": "audio", "sdp": OFFER}
                 alice_on_first.send(json.dumps(invite))
