@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import re
 import secrets
+import time
 from typing import Any
 
 import httpx
@@ -97,9 +98,15 @@ def test_a_new_follower_lights_the_bell_live_and_locked_things_say_why(browser: 
     context.add_cookies([{"name": "everything_session", "value": me.cookies["everything_session"], "url": live_server.url}])
     page = context.new_page()
     try:
-        with page.expect_websocket(lambda ws: ws.url.endswith("/ws")) as opened:
-            page.goto("/")
-        opened.value.wait_for_event("framereceived")  # the greeting: the page is listening
+        # The greeting says the page is listening. The frame listener is on before the page loads: a greeting
+        # that came before a listener attached afterwards would never be seen.
+        greetings: list[object] = []
+        page.on("websocket", lambda ws: ws.on("framereceived", lambda frame: greetings.append(frame)) if ws.url.endswith("/ws") else None)
+        page.goto("/")
+        deadline = time.monotonic() + 10
+        while not greetings:
+            assert time.monotonic() < deadline, "the page's socket was never greeted"
+            page.wait_for_timeout(50)  # lets Playwright deliver its events
         badge = page.locator("[data-unread-count]")
         assert badge.is_hidden()
 
